@@ -1,1 +1,9 @@
-//! placeholder
+//! leasehold-agent: configuration, transports, dispatch, sync and the CLI.
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod drivers;
+pub mod logging;
+pub mod setup;

@@ -1,0 +1,5 @@
+//! One module per subcommand.
+
+pub mod check_config;
+pub mod list_drivers;
+// pub mod render; (enabled once the dnsmasq renderers land)

@@ -1,0 +1,349 @@
+//! Configuration: oslo-style INI files in, one resolved [`Options`] out.
+//!
+//! `--config-file` may repeat and later files win, as in oslo.config. Every
+//! option the agent and its drivers read is declared, so an unknown option in
+//! a known section warns, and a bad value is an error naming the file, the
+//! line, the section, the option and the value.
+
+mod agent_options;
+pub mod ini;
+
+use std::path::{Path, PathBuf};
+
+use leasehold_core::options::{BadValue, OptionSpec, Options, Origin};
+
+pub use agent_options::{is_secret, AGENT_OPTIONS};
+
+/// The configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file could not be read or parsed.
+    #[error(transparent)]
+    Ini(#[from] ini::IniError),
+    /// A value does not fit its option.
+    #[error(transparent)]
+    BadValue(#[from] BadValue),
+    /// Several values do not fit their options.
+    #[error("{} bad values:\n  {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n  "))]
+    BadValues(Vec<BadValue>),
+    /// Two options contradict each other.
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+/// A notice about the configuration that is not an error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigNotice {
+    /// An option nobody reads, in a section the agent knows.
+    UnknownOption {
+        /// Where it was set.
+        origin: Origin,
+        /// Section.
+        section: String,
+        /// Option.
+        option: String,
+    },
+    /// A whole section the agent does not read (e.g. neutron.conf's `[database]`).
+    IgnoredSection {
+        /// Section.
+        section: String,
+    },
+}
+
+impl std::fmt::Display for ConfigNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigNotice::UnknownOption {
+                origin,
+                section,
+                option,
+            } => {
+                write!(f, "{origin}: unknown option [{section}] {option}, ignored")
+            }
+            ConfigNotice::IgnoredSection { section } => write!(
+                f,
+                "section [{section}] is not used by the DHCP agent, ignored"
+            ),
+        }
+    }
+}
+
+/// Raw values of all files, in order, before any option is declared.
+#[derive(Clone, Debug, Default)]
+pub struct RawConfig {
+    files: Vec<PathBuf>,
+    assignments: Vec<(PathBuf, ini::Assignment)>,
+}
+
+impl RawConfig {
+    /// Reads the files in order.
+    pub fn read(files: &[PathBuf]) -> Result<Self, ConfigError> {
+        let mut raw = RawConfig {
+            files: files.to_vec(),
+            ..Default::default()
+        };
+        for path in files {
+            for a in ini::read_file(path)? {
+                raw.assignments.push((path.clone(), a));
+            }
+        }
+        Ok(raw)
+    }
+
+    /// The files read, in order.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// Resolves against declared options: later files win.
+    pub fn resolve(&self, specs: &[OptionSpec]) -> (Options, Vec<ConfigNotice>) {
+        let mut options = Options::new();
+        options.declare(specs);
+        for (path, a) in &self.assignments {
+            options.set(
+                &a.section,
+                &a.key,
+                a.value.clone(),
+                Origin::File {
+                    path: path.clone(),
+                    line: a.line,
+                },
+            );
+        }
+        let mut notices = Vec::new();
+        let mut ignored: Vec<String> = Vec::new();
+        for (section, option, origin) in options.undeclared() {
+            if agent_options::is_known_section(&section, specs) {
+                notices.push(ConfigNotice::UnknownOption {
+                    origin,
+                    section,
+                    option,
+                });
+            } else if !ignored.contains(&section) {
+                ignored.push(section);
+            }
+        }
+        notices.extend(
+            ignored
+                .into_iter()
+                .map(|section| ConfigNotice::IgnoredSection { section }),
+        );
+        (options, notices)
+    }
+}
+
+/// Checks every value and the rules between options; all bad values at once.
+pub fn validate(options: &Options) -> Result<(), ConfigError> {
+    let errors = options.check_all();
+    if !errors.is_empty() {
+        return Err(if errors.len() == 1 {
+            ConfigError::BadValue(errors.into_iter().next().expect("one error"))
+        } else {
+            ConfigError::BadValues(errors)
+        });
+    }
+    let interval = options.get_int("DEFAULT", "resync_interval")?.unwrap_or(5);
+    let throttle = options.get_int("DEFAULT", "resync_throttle")?.unwrap_or(1);
+    if throttle > interval {
+        return Err(ConfigError::Inconsistent(format!(
+            "[DEFAULT] resync_throttle = {throttle} must not exceed resync_interval = {interval}"
+        )));
+    }
+    Ok(())
+}
+
+/// The agent's host name: `[DEFAULT] host`, else the machine's hostname.
+pub fn host(options: &Options) -> Result<String, BadValue> {
+    if let Some(host) = options.get_str("DEFAULT", "host")? {
+        if !host.is_empty() {
+            return Ok(host);
+        }
+    }
+    Ok(nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into()))
+}
+
+/// Replaces the password of a URL (`rabbit://user:pass@host`) with `****`.
+pub fn mask_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    // Several hosts may be listed (`rabbit://a:p@h1,b:q@h2/`): mask each.
+    let (hosts, tail) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let masked: Vec<String> = hosts
+        .split(',')
+        .map(|h| match (h.rfind('@'), h.find(':')) {
+            (Some(at), Some(colon)) if colon < at => format!("{}:****{}", &h[..colon], &h[at..]),
+            _ => h.to_string(),
+        })
+        .collect();
+    format!("{}://{}{}", &url[..scheme_end], masked.join(","), tail)
+}
+
+/// The text shown for an option's value in listings: secrets masked.
+pub fn shown_value(spec: &OptionSpec, value: &str) -> String {
+    if spec.name == "transport_url" {
+        mask_url(value)
+    } else if is_secret(spec) {
+        "****".into()
+    } else {
+        value.to_string()
+    }
+}
+
+/// A path option resolved to a path.
+pub fn path_option(
+    options: &Options,
+    section: &str,
+    name: &str,
+) -> Result<Option<PathBuf>, BadValue> {
+    Ok(options
+        .get_str(section, name)?
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from))
+}
+
+/// Whether `path` looks like an INI file we can read (for friendly CLI errors).
+pub fn exists(path: &Path) -> bool {
+    path.is_file()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::File::create(&p)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        p
+    }
+
+    #[test]
+    fn later_files_win_and_state_path_interpolates() {
+        let d = tempfile::tempdir().unwrap();
+        let a = file(
+            &d,
+            "neutron.conf",
+            "[DEFAULT]\nstate_path = /srv/a\nhost = one\n[database]\nconnection = mysql://x\n",
+        );
+        let b = file(
+            &d,
+            "dhcp_agent.ini",
+            "[DEFAULT]\nstate_path = /srv/b\n[agent]\nreport_interval = 5\n",
+        );
+        let raw = RawConfig::read(&[a, b]).unwrap();
+        let (o, notices) = raw.resolve(AGENT_OPTIONS);
+        assert_eq!(
+            o.get_str("DEFAULT", "state_path").unwrap().unwrap(),
+            "/srv/b"
+        );
+        assert_eq!(
+            o.get_str("DEFAULT", "external_pids").unwrap().unwrap(),
+            "/srv/b/external/pids"
+        );
+        assert_eq!(o.get_str("DEFAULT", "host").unwrap().unwrap(), "one");
+        assert_eq!(o.get_float("AGENT", "report_interval").unwrap(), Some(5.0));
+        assert_eq!(
+            notices,
+            [ConfigNotice::IgnoredSection {
+                section: "database".into()
+            }]
+        );
+        validate(&o).unwrap();
+    }
+
+    #[test]
+    fn unknown_option_in_known_section_warns_with_its_place() {
+        let d = tempfile::tempdir().unwrap();
+        let a = file(&d, "a.ini", "[DEFAULT]\n\nno_such_option = 1\n");
+        let (_, notices) = RawConfig::read(&[a.clone()])
+            .unwrap()
+            .resolve(AGENT_OPTIONS);
+        assert_eq!(notices.len(), 1);
+        let text = notices[0].to_string();
+        assert!(
+            text.contains(&format!("{}:3", a.display())) && text.contains("no_such_option"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_file_section_option_value() {
+        let d = tempfile::tempdir().unwrap();
+        let a = file(
+            &d,
+            "a.ini",
+            "[DEFAULT]\nresync_interval = often\n[AGENT]\ncheck_child_processes_action = reboot\n",
+        );
+        let (o, _) = RawConfig::read(&[a.clone()])
+            .unwrap()
+            .resolve(AGENT_OPTIONS);
+        let text = validate(&o).unwrap_err().to_string();
+        assert!(
+            text.contains(&format!(
+                "{}:2: [DEFAULT] resync_interval = \"often\"",
+                a.display()
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "{}:4: [agent] check_child_processes_action = \"reboot\"",
+                a.display()
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn throttle_above_interval_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let a = file(
+            &d,
+            "a.ini",
+            "[DEFAULT]\nresync_interval = 2\nresync_throttle = 3\n",
+        );
+        let (o, _) = RawConfig::read(&[a]).unwrap().resolve(AGENT_OPTIONS);
+        assert!(validate(&o)
+            .unwrap_err()
+            .to_string()
+            .contains("resync_throttle = 3"));
+    }
+
+    #[test]
+    fn missing_file_and_syntax_error_name_the_file() {
+        let e = RawConfig::read(&[PathBuf::from("/nonexistent/x.ini")]).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/x.ini"));
+        let d = tempfile::tempdir().unwrap();
+        let a = file(&d, "bad.ini", "[DEFAULT]\nthis is not ini\n");
+        let e = RawConfig::read(&[a.clone()]).unwrap_err().to_string();
+        assert!(e.contains(&format!("{}:2", a.display())), "{e}");
+    }
+
+    #[test]
+    fn masks_passwords_in_urls() {
+        assert_eq!(
+            mask_url("rabbit://guest:secret@127.0.0.1:5672/"),
+            "rabbit://guest:****@127.0.0.1:5672/"
+        );
+        assert_eq!(
+            mask_url("rabbit://a:p1@h1:5672,b:p2@h2:5672/vh"),
+            "rabbit://a:****@h1:5672,b:****@h2:5672/vh"
+        );
+        assert_eq!(
+            mask_url("file:///etc/leasehold/networks.json"),
+            "file:///etc/leasehold/networks.json"
+        );
+        assert_eq!(mask_url("rabbit://nopass@h/"), "rabbit://nopass@h/");
+    }
+}

@@ -1,0 +1,68 @@
+//! Log setup: human lines or JSON lines; `debug`, `log_file`, `use_stderr` as Neutron operators expect.
+
+use std::fs::OpenOptions;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::LogFormat;
+
+/// Where and how to log.
+#[derive(Debug, Clone, Default)]
+pub struct LogSettings {
+    /// Log at debug level.
+    pub debug: bool,
+    /// Append to this file instead of standard error.
+    pub file: Option<PathBuf>,
+    /// With a file, also log to standard error.
+    pub also_stderr: bool,
+}
+
+/// Installs the global subscriber; `RUST_LOG` overrides the level.
+pub fn init(format: LogFormat, settings: &LogSettings) -> anyhow::Result<()> {
+    let level = if settings.debug { "debug" } else { "info" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let writer = match &settings.file {
+        None => BoxMakeWriter::new(std::io::stderr),
+        Some(path) => {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| anyhow::anyhow!("log_file {}: {e}", path.display()))?;
+            if settings.also_stderr {
+                let file = Mutex::new(file);
+                BoxMakeWriter::new(move || Tee(file.lock().ok().and_then(|f| f.try_clone().ok())))
+            } else {
+                BoxMakeWriter::new(Mutex::new(file))
+            }
+        }
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_target(false);
+    let result = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("logging: {e}"))
+}
+
+/// Writes to a file and to standard error.
+struct Tee(Option<std::fs::File>);
+
+impl std::io::Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(f) = &mut self.0 {
+            f.write_all(buf)?;
+        }
+        std::io::stderr().write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}

@@ -6,4 +6,6 @@ pub mod commands;
 pub mod config;
 pub mod drivers;
 pub mod logging;
+pub mod notification;
+pub mod server_api;
 pub mod setup;

@@ -67,9 +67,9 @@ fn every_captured_server_cast_decodes() {
             ("port_update_end", Notification::PortUpdateEnd { .. }) => {
                 assert_eq!(event.priority, 6)
             }
-            ("port_delete_end", Notification::PortDeleteEnd { fixed_ips, .. }) => {
+            ("port_delete_end", Notification::PortDeleteEnd { port_id, .. }) => {
                 assert_eq!(event.priority, 6);
-                assert!(!fixed_ips.is_empty(), "{name}");
+                assert_eq!(port_id.as_str(), "683506f8-e51f-470c-a0da-17aaaa78bc5e");
             }
             ("agent_updated", Notification::AgentUpdated { .. }) => {
                 assert_eq!(event.priority, DEFAULT_PRIORITY)
@@ -116,4 +116,20 @@ fn missing_priority_defaults_to_255() {
         event.notification.network_id().map(|i| i.as_str()),
         Some("n1")
     );
+}
+
+#[test]
+fn port_delete_carries_fixed_ips_for_ordering() {
+    let event = decode(
+        "port_delete_end",
+        json!({"payload": {"port_id": "p", "network_id": "n", "fixed_ips": [{"subnet_id": "s", "ip_address": "198.51.100.7"}], "priority": 6}}),
+    )
+    .unwrap();
+    match event.notification {
+        Notification::PortDeleteEnd { fixed_ips, .. } => assert_eq!(
+            fixed_ips,
+            ["198.51.100.7".parse::<std::net::IpAddr>().unwrap()]
+        ),
+        other => panic!("{other:?}"),
+    }
 }

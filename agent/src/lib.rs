@@ -5,6 +5,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod drivers;
+pub mod embedded;
 pub mod logging;
 pub mod notification;
 pub mod server_api;

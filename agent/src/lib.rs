@@ -8,5 +8,6 @@ pub mod drivers;
 pub mod embedded;
 pub mod logging;
 pub mod notification;
+pub mod rabbit;
 pub mod server_api;
 pub mod setup;

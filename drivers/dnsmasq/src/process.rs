@@ -1,0 +1,490 @@
+//! One dnsmasq process: spawn inside the network's namespace, find it by its
+//! pid file, tell whether it lives, signal it and stop it.
+//!
+//! Identity follows Neutron's ProcessManager: the pid file names the process
+//! and `/proc/<pid>/cmdline` must contain the network id, so a stale pid file
+//! naming an unrelated process never leads to signalling it. Signals go
+//! through a pidfd opened *before* that check, so a pid reused between the
+//! check and the signal cannot be hit either.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use crate::files;
+
+/// Where `ip netns` keeps its named namespaces.
+pub const NETNS_DIR: &str = "/run/netns";
+
+/// How long a SIGTERM gets before SIGKILL (Neutron's `disable(block=True)`).
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a spawned dnsmasq gets to write its pid file (Neutron: 60 s).
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a process operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// The namespace to run in does not exist.
+    #[error("namespace {namespace}: {source}")]
+    Namespace {
+        /// The namespace.
+        namespace: String,
+        /// Why it could not be entered.
+        #[source]
+        source: io::Error,
+    },
+    /// dnsmasq could not be started or reported an error at start.
+    #[error("starting {service} for {uuid}: {message}")]
+    Spawn {
+        /// The service (`dnsmasq`).
+        service: String,
+        /// The network (process uuid).
+        uuid: String,
+        /// What went wrong, with dnsmasq's own message when it gave one.
+        message: String,
+    },
+    /// A system call failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> ProcessError {
+    let context = context.into();
+    move |source| ProcessError::Io { context, source }
+}
+
+/// Everything needed to start, find and stop one network's dnsmasq.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessSpec {
+    /// Process identity: the network id (Neutron's `uuid`); must occur in the argv.
+    pub uuid: String,
+    /// Service name, for `PROCESS_TAG=<service>-<uuid>` and kill scripts.
+    pub service: String,
+    /// Namespace to run in (`qdhcp-<net>`); `None` = the agent's own.
+    pub namespace: Option<String>,
+    /// The pid file dnsmasq writes (`--pid-file=` in `argv`).
+    pub pid_file: PathBuf,
+    /// The exact argv, `dnsmasq` first, as Neutron would run it.
+    pub argv: Vec<String>,
+    /// `<kill_scripts_path>/<service>-kill`, used for signals when it exists.
+    pub kill_script: Option<PathBuf>,
+}
+
+impl ProcessSpec {
+    /// The `PROCESS_TAG` environment value (`dnsmasq-<network_id>`).
+    pub fn process_tag(&self) -> String {
+        format!("{}-{}", self.service, self.uuid)
+    }
+
+    /// The pid in the pid file, if it holds one.
+    pub fn pid(&self) -> Option<i32> {
+        read_pid(&self.pid_file)
+    }
+
+    /// The pid of the running process this spec names, if it is active.
+    pub fn active_pid(&self) -> Option<i32> {
+        self.pid().filter(|&pid| is_active(pid, &self.uuid))
+    }
+}
+
+/// Makes this process a child subreaper, so a daemonised dnsmasq (whose
+/// parent exits) is reparented to us and its exit can be reaped at once
+/// instead of lingering as a zombie until PID 1 gets to it.
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments; no memory is passed.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The pid written in a pid file; `None` when missing or not a positive number.
+pub fn read_pid(path: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.trim().parse().ok().filter(|&pid: &i32| pid > 0)
+}
+
+/// The state letter of a process from `/proc/<pid>/stat` (`R`, `S`, `Z`, …).
+pub fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name in parentheses may itself hold spaces or ')'.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.trim_start().chars().next()
+}
+
+/// The argv of a process from `/proc/<pid>/cmdline`.
+pub fn cmdline(pid: i32) -> Option<Vec<String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let raw = raw.strip_suffix(b"\0").unwrap_or(&raw);
+    if raw.is_empty() {
+        return None;
+    }
+    Some(
+        raw.split(|&b| b == 0)
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect(),
+    )
+}
+
+/// Whether `pid` is a live (not zombie) process whose argv mentions `uuid`.
+pub fn is_active(pid: i32, uuid: &str) -> bool {
+    match proc_state(pid) {
+        None | Some('Z') | Some('X') | Some('x') => false,
+        Some(_) => cmdline(pid).is_some_and(|argv| argv.join(" ").contains(uuid)),
+    }
+}
+
+/// A pidfd: a handle on one process that cannot be confused by pid reuse.
+#[derive(Debug)]
+pub struct Pidfd {
+    pid: i32,
+    fd: OwnedFd,
+}
+
+impl Pidfd {
+    /// Opens a pidfd for `pid` (works for processes that are not our children).
+    pub fn open(pid: i32) -> io::Result<Self> {
+        // SAFETY: plain syscall with integer arguments.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the kernel just gave us this descriptor; we own it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        Ok(Pidfd { pid, fd })
+    }
+
+    /// The pid it refers to.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Sends `signal` to exactly this process; `Ok(false)` if it has already exited.
+    pub fn signal(&self, signal: libc::c_int) -> io::Result<bool> {
+        // SAFETY: plain syscall; a null siginfo means "as kill(2)".
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.fd.as_raw_fd(),
+                signal,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            Ok(false)
+        } else {
+            Err(e)
+        }
+    }
+
+    /// Whether the process has exited (the pidfd polls readable).
+    pub fn has_exited(&self) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, zero timeout.
+        let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
+        rc > 0 && pfd.revents & libc::POLLIN != 0
+    }
+
+    /// Reaps the process if it is our (reparented) child and has exited, so
+    /// no zombie is left behind. Not a child, or still running: nothing.
+    pub fn reap(&self) {
+        // SAFETY: siginfo_t is plain data; waitid fills it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pidfd and siginfo pointer.
+        unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                self.fd.as_raw_fd() as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG,
+            );
+        }
+    }
+
+    /// Waits until the process exits, for at most `timeout`; returns whether it did.
+    pub async fn wait_exit(&self, timeout: Duration) -> io::Result<bool> {
+        if self.has_exited() {
+            self.reap();
+            return Ok(true);
+        }
+        let dup = self.fd.try_clone()?;
+        // SAFETY: `dup` is an owned, valid descriptor that AsyncFd owns and
+        // closes; nothing else closes or replaces it.
+        let afd = unsafe { AsyncFd::register_with_interest(dup, Interest::READABLE)? };
+        match tokio::time::timeout(timeout, afd.readable()).await {
+            Ok(guard) => {
+                guard?.retain_ready();
+                self.reap();
+                Ok(true)
+            }
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Waits (blocking the thread) until the process exits or `timeout` passes.
+    pub fn wait_exit_blocking(&self, timeout: Duration) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: one valid pollfd.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        let exited = rc > 0 && pfd.revents & libc::POLLIN != 0;
+        if exited {
+            self.reap();
+        }
+        exited
+    }
+
+    /// The descriptor, for polling with tokio's `AsyncFd`.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+}
+
+/// Opens `/run/netns/<namespace>` for `setns(2)`.
+pub fn open_namespace(namespace: &str) -> Result<File, ProcessError> {
+    if namespace.contains('/') || namespace.is_empty() || namespace == "." || namespace == ".." {
+        return Err(ProcessError::Namespace {
+            namespace: namespace.into(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "not a namespace name"),
+        });
+    }
+    File::open(Path::new(NETNS_DIR).join(namespace)).map_err(|source| ProcessError::Namespace {
+        namespace: namespace.into(),
+        source,
+    })
+}
+
+/// A `Command` that runs in `namespace` (by `setns(2)` between fork and exec,
+/// so the agent itself never changes namespace) with `PROCESS_TAG` set.
+pub fn command_in_namespace<S: AsRef<OsStr>>(
+    namespace: Option<&str>,
+    process_tag: Option<&str>,
+    program: S,
+) -> Result<Command, ProcessError> {
+    let mut cmd = Command::new(program);
+    if let Some(tag) = process_tag {
+        cmd.env("PROCESS_TAG", tag);
+    }
+    if let Some(ns) = namespace {
+        let file = open_namespace(ns)?;
+        // SAFETY: the closure runs in the forked child before exec and only
+        // makes the async-signal-safe setns(2) call on a descriptor we own;
+        // `file` is moved in so it stays open until then.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    Ok(cmd)
+}
+
+/// Starts dnsmasq as `spec` says and waits until it has daemonised and its
+/// pid file names a live process; returns that pid. Blocking.
+///
+/// The pid file is removed first (as Neutron does), so a pid read afterwards
+/// is the new process's.
+pub fn spawn(spec: &ProcessSpec) -> Result<i32, ProcessError> {
+    let fail = |message: String| ProcessError::Spawn {
+        service: spec.service.clone(),
+        uuid: spec.uuid.clone(),
+        message,
+    };
+    let (program, args) = spec
+        .argv
+        .split_first()
+        .ok_or_else(|| fail("empty command line".into()))?;
+    files::remove_if_exists(&spec.pid_file)
+        .map_err(io_err(format!("removing {}", spec.pid_file.display())))?;
+    let tag = spec.process_tag();
+    let mut cmd = command_in_namespace(spec.namespace.as_deref(), Some(&tag), program)?;
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| fail(format!("{program}: {e}")))?;
+    // dnsmasq's foreground parent exits once the daemon is set up (or failed);
+    // its exit status and stderr tell which. Read stderr only after it exits:
+    // the daemon keeps no copy of it, but reading to EOF first could hang on
+    // a daemon that did.
+    let status = child
+        .wait()
+        .map_err(io_err(format!("waiting for {program}")))?;
+    let mut message = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        set_nonblocking(err.as_raw_fd());
+        let _ = err.read_to_string(&mut message);
+    }
+    if !status.success() {
+        return Err(fail(format!("{status}: {}", message.trim())));
+    }
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(pid) = spec.active_pid() {
+            return Ok(pid);
+        }
+        if Instant::now() > deadline {
+            return Err(fail(format!(
+                "no live process in {} after {:?}",
+                spec.pid_file.display(),
+                START_TIMEOUT
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn set_nonblocking(fd: RawFd) {
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+    }
+}
+
+/// A running process of `spec`, checked and held by pidfd.
+#[derive(Debug)]
+pub struct Running {
+    /// The handle.
+    pub pidfd: Pidfd,
+}
+
+/// Finds the running process of `spec`: pid file → pidfd → still active.
+/// `None` if there is none (or the pid file names an unrelated process).
+pub fn find_running(spec: &ProcessSpec) -> Option<Running> {
+    let pid = spec.pid()?;
+    let pidfd = Pidfd::open(pid).ok()?;
+    // Checked after opening the pidfd: if the pid is reused after this check,
+    // the pidfd still names the old (exited) process and signals go nowhere.
+    if !is_active(pid, &spec.uuid) {
+        return None;
+    }
+    Some(Running { pidfd })
+}
+
+/// Sends `signal` to a running process of `spec`, through the kill script
+/// (`<kill_scripts_path>/<service>-kill <sig> <pid>`) when one exists, as
+/// Neutron does. `Ok(false)` when it had already exited.
+pub fn send_signal(
+    spec: &ProcessSpec,
+    running: &Running,
+    signal: libc::c_int,
+) -> Result<bool, ProcessError> {
+    if let Some(script) = spec.kill_script.as_ref().filter(|p| p.is_file()) {
+        let status =
+            command_in_namespace(spec.namespace.as_deref(), Some(&spec.process_tag()), script)?
+                .arg(signal.to_string())
+                .arg(running.pidfd.pid().to_string())
+                .stdin(Stdio::null())
+                .status()
+                .map_err(io_err(format!("running {}", script.display())))?;
+        return Ok(status.success());
+    }
+    running
+        .pidfd
+        .signal(signal)
+        .map_err(io_err(format!("signalling {}", running.pidfd.pid())))
+}
+
+/// Stops a running process: SIGTERM, up to `timeout` for it to exit, then
+/// SIGKILL and as long again. Returns whether it is gone.
+pub async fn stop(
+    spec: &ProcessSpec,
+    running: &Running,
+    timeout: Duration,
+) -> Result<bool, ProcessError> {
+    let wait = |t| {
+        let pidfd = &running.pidfd;
+        async move { pidfd.wait_exit(t).await.map_err(io_err("polling a pidfd")) }
+    };
+    if !send_signal(spec, running, libc::SIGTERM)? {
+        running.pidfd.reap();
+        return Ok(true);
+    }
+    if wait(timeout).await? {
+        return Ok(true);
+    }
+    tracing::warn!(uuid = %spec.uuid, pid = running.pidfd.pid(), "no exit after SIGTERM, sending SIGKILL");
+    send_signal(spec, running, libc::SIGKILL)?;
+    wait(timeout).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_state_and_cmdline() {
+        let me = std::process::id() as i32;
+        assert!(matches!(proc_state(me), Some('R') | Some('S')));
+        let argv = cmdline(me).unwrap();
+        assert!(!argv.is_empty());
+        assert!(is_active(me, &argv[0]));
+        assert!(!is_active(me, "no-such-network-id-in-my-argv"));
+        assert!(!is_active(i32::MAX, "x"));
+    }
+
+    #[test]
+    fn pid_file_parsing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pid");
+        assert_eq!(read_pid(&p), None);
+        std::fs::write(&p, "1234\n").unwrap();
+        assert_eq!(read_pid(&p), Some(1234));
+        std::fs::write(&p, "-5").unwrap();
+        assert_eq!(read_pid(&p), None);
+        std::fs::write(&p, "garbage").unwrap();
+        assert_eq!(read_pid(&p), None);
+    }
+
+    #[tokio::test]
+    async fn pidfd_sees_exit_of_a_child() {
+        let mut child = Command::new("sleep").arg("0.05").spawn().unwrap();
+        let pidfd = Pidfd::open(child.id() as i32).unwrap();
+        assert!(!pidfd.has_exited());
+        assert!(pidfd.wait_exit(Duration::from_secs(5)).await.unwrap());
+        // reap() collected it: the std handle finds no child any more.
+        assert!(child.try_wait().is_err());
+    }
+
+    #[test]
+    fn rejects_namespace_paths() {
+        assert!(open_namespace("../etc").is_err());
+        assert!(open_namespace("").is_err());
+    }
+}

@@ -266,7 +266,7 @@ mod tests {
     fn unknown_option_in_known_section_warns_with_its_place() {
         let d = tempfile::tempdir().unwrap();
         let a = file(&d, "a.ini", "[DEFAULT]\n\nno_such_option = 1\n");
-        let (_, notices) = RawConfig::read(&[a.clone()])
+        let (_, notices) = RawConfig::read(std::slice::from_ref(&a))
             .unwrap()
             .resolve(AGENT_OPTIONS);
         assert_eq!(notices.len(), 1);
@@ -285,7 +285,7 @@ mod tests {
             "a.ini",
             "[DEFAULT]\nresync_interval = often\n[AGENT]\ncheck_child_processes_action = reboot\n",
         );
-        let (o, _) = RawConfig::read(&[a.clone()])
+        let (o, _) = RawConfig::read(std::slice::from_ref(&a))
             .unwrap()
             .resolve(AGENT_OPTIONS);
         let text = validate(&o).unwrap_err().to_string();
@@ -326,7 +326,9 @@ mod tests {
         assert!(e.to_string().contains("/nonexistent/x.ini"));
         let d = tempfile::tempdir().unwrap();
         let a = file(&d, "bad.ini", "[DEFAULT]\nthis is not ini\n");
-        let e = RawConfig::read(&[a.clone()]).unwrap_err().to_string();
+        let e = RawConfig::read(std::slice::from_ref(&a))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(&format!("{}:2", a.display())), "{e}");
     }
 

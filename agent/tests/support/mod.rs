@@ -1,6 +1,8 @@
 //! Helpers shared by the agent's integration tests.
 #![allow(dead_code)]
 
+pub mod rabbit;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

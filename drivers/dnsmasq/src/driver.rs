@@ -217,6 +217,19 @@ impl DnsmasqDriver {
         }
     }
 
+    /// A driver built from the options (the renderer's config), with `settings`.
+    pub fn from_options(
+        options: &Options,
+        settings: ProcessSettings,
+        monitor: ProcessMonitor,
+    ) -> Result<Self, DriverError> {
+        Ok(Self::new(
+            DnsmasqConfig::from_options(options)?,
+            settings,
+            monitor,
+        ))
+    }
+
     /// The monitor this driver registers its processes with.
     pub fn monitor(&self) -> &ProcessMonitor {
         &self.monitor
@@ -240,11 +253,12 @@ impl DnsmasqDriver {
     /// `<dhcp_confs>`, absolute and normalised as Neutron makes it.
     pub fn confs_dir(&self) -> PathBuf {
         let p = &self.config.dhcp_confs;
-        if p.is_absolute() {
+        let abs = if p.is_absolute() {
             p.clone()
         } else {
             std::env::current_dir().unwrap_or_default().join(p)
-        }
+        };
+        normalize(&abs)
     }
 
     /// `<dhcp_confs>/<network_id>`.
@@ -404,6 +418,22 @@ impl DnsmasqDriver {
             self.monitor.register(spec.clone(), pid);
         }
     }
+}
+
+/// Lexical normalisation as Python's `normpath`: drops `.` and folds `..`.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }
 
 fn has_dhcp_subnet(network: &Network) -> bool {
@@ -613,6 +643,14 @@ mod tests {
         );
         assert_eq!(parse_version("Dnsmasq version 2.91rc3  C"), Some((2, 91)));
         assert_eq!(parse_version("nonsense"), None);
+    }
+
+    #[test]
+    fn normalizes_like_normpath() {
+        assert_eq!(
+            normalize(Path::new("/var/lib/./neutron/../neutron/dhcp/")),
+            PathBuf::from("/var/lib/neutron/dhcp")
+        );
     }
 
     #[test]

@@ -346,6 +346,7 @@ async fn poll_loop(inner: Weak<Inner>, period: Duration) {
             return;
         };
         let monitor = ProcessMonitor { inner: strong };
+        process::reap_zombie_children("dnsmasq");
         let snapshot: Vec<(String, u64, Arc<ProcessSpec>)> = lock(&monitor.inner.entries)
             .iter()
             .map(|(k, e)| (k.clone(), e.generation, e.spec.clone()))

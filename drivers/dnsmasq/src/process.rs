@@ -98,7 +98,22 @@ impl ProcessSpec {
 
     /// The pid of the running process this spec names, if it is active.
     pub fn active_pid(&self) -> Option<i32> {
-        self.pid().filter(|&pid| is_active(pid, &self.uuid))
+        self.pid().filter(|&pid| self.is_ours(pid))
+    }
+
+    /// Whether `pid` is a live process of this spec: Neutron's test (the argv
+    /// mentions the network id) and, stricter, an argument naming our pid
+    /// file, so that no other process that merely mentions the id is taken
+    /// for ours (and stopped).
+    pub fn is_ours(&self, pid: i32) -> bool {
+        if !is_active(pid, &self.uuid) {
+            return false;
+        }
+        let want = format!("={}", self.pid_file.display());
+        cmdline(pid).is_some_and(|argv| {
+            argv.iter()
+                .any(|a| a.starts_with("--") && a.ends_with(&want))
+        })
     }
 }
 
@@ -348,6 +363,9 @@ pub fn spawn(spec: &ProcessSpec) -> Result<i32, ProcessError> {
         set_nonblocking(err.as_raw_fd());
         let _ = err.read_to_string(&mut message);
     }
+    // dnsmasq forks twice; the middle process exits at once and, its parent
+    // gone too, is reparented to us (the subreaper) as a zombie.
+    reap_zombie_children(SERVICE_COMM);
     if !status.success() {
         return Err(fail(format!("{status}: {}", message.trim())));
     }
@@ -365,6 +383,45 @@ pub fn spawn(spec: &ProcessSpec) -> Result<i32, ProcessError> {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// The kernel's `comm` of the processes [`reap_zombie_children`] collects after a spawn.
+const SERVICE_COMM: &str = "dnsmasq";
+
+/// The `comm` (executable name, cut to 15 bytes) of a process.
+pub fn proc_comm(pid: i32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    Some(stat.get(open + 1..close)?.to_string())
+}
+
+/// Reaps our zombie children named `comm` (the daemon's intermediate
+/// processes that were reparented to us). Nobody else waits for them: the
+/// processes we start ourselves are waited for by pid, and only dnsmasq is
+/// matched. Returns how many were reaped.
+pub fn reap_zombie_children(comm: &str) -> usize {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    let mut reaped = 0;
+    for task in tasks.filter_map(Result::ok) {
+        let Ok(list) = std::fs::read_to_string(task.path().join("children")) else {
+            continue;
+        };
+        for pid in list
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            if proc_state(pid) == Some('Z') && proc_comm(pid).as_deref() == Some(comm) {
+                // SAFETY: waitpid on one specific zombie child.
+                if unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) } == pid {
+                    reaped += 1;
+                }
+            }
+        }
+    }
+    reaped
 }
 
 fn set_nonblocking(fd: RawFd) {
@@ -391,7 +448,7 @@ pub fn find_running(spec: &ProcessSpec) -> Option<Running> {
     let pidfd = Pidfd::open(pid).ok()?;
     // Checked after opening the pidfd: if the pid is reused after this check,
     // the pidfd still names the old (exited) process and signals go nowhere.
-    if !is_active(pid, &spec.uuid) {
+    if !spec.is_ours(pid) {
         return None;
     }
     Some(Running { pidfd })

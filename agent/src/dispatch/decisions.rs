@@ -103,13 +103,14 @@ impl Dispatcher {
                     None,
                 ),
             }
-            bump(&self.counters.events_processed);
             applied.push(q.enqueued);
         }
         self.flush(&net_id, &mut pending).await;
+        // Counted once the driver call covering them is done.
         let now = Instant::now();
         for t in applied {
             self.record_latency(now.saturating_duration_since(t));
+            bump(&self.counters.events_processed);
         }
     }
 
@@ -452,7 +453,8 @@ impl Dispatcher {
 
     /// Applies the deferred reloads (`bulk_reload_interval`), skipping
     /// networks whose events are being applied (they go to the next round).
-    pub(super) async fn bulk_reload_once(&self) {
+    /// `run` calls it every `bulk_reload_interval`.
+    pub async fn bulk_reload_once(&self) {
         let ids = std::mem::take(&mut *lock(&self.bulk_pending));
         let _shared = self.sync_lock.read().await;
         for id in ids {

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod device;
 pub mod dispatch;
 pub mod drivers;
 pub mod embedded;

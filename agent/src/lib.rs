@@ -9,6 +9,7 @@ pub mod device;
 pub mod dispatch;
 pub mod drivers;
 pub mod embedded;
+pub mod local;
 pub mod logging;
 pub mod notification;
 pub mod queue;

@@ -162,6 +162,11 @@ impl DeviceManager {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Unplugs one device of the network's namespace.
+    pub async fn unplug(&self, network: &Id, device: &str) -> Result<(), ActionError> {
+        Ok(self.interface.unplug(device, Some(&namespace_of(network))).await?)
+    }
+
     /// Deletes the network's namespace.
     pub async fn delete_namespace(&self, network: &Id) -> Result<(), ActionError> {
         Ok(self.host.delete_namespace(&namespace_of(network)).await?)

@@ -14,5 +14,6 @@ pub mod logging;
 pub mod notification;
 pub mod queue;
 pub mod rabbit;
+pub mod run;
 pub mod server_api;
 pub mod setup;

@@ -3,12 +3,14 @@
 //! release leases, monitor).
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+pub mod config;
 pub mod driver;
 pub mod files;
 pub mod monitor;
 pub mod process;
 pub mod release;
-mod shim;
+pub mod render;
+pub mod sanitize;
 
 pub use driver::DnsmasqDriver;
 

@@ -12,9 +12,9 @@
 //! priority wins, then the earlier arrival.
 //!
 //! Coalescing (unlike Neutron): when the next event of a network is a port
-//! event, the batch takes it and every following port event of that network,
-//! in the same order, until the next event would be a network or subnet
-//! event. The dispatcher applies each to the cache and calls the driver once.
+//! event, the batch takes it and every other port event of that network that
+//! goes before the network's next network or subnet event, in arrival order. The dispatcher applies each to the cache and
+//! calls the driver once.
 //! So port events that arrive while a reload runs end up in one next batch:
 //! N events during a reload cost at most one more reload.
 
@@ -169,12 +169,25 @@ impl WorkQueue {
         let coalesce = first.is_port();
         batch.events.push(first);
         if coalesce {
-            while let Some(j) = first_index(events) {
-                if !events[j].is_port() {
-                    break;
-                }
-                batch.events.push(events.remove(j));
-            }
+            // Take every port event that goes before the network's first
+            // non-port event (the same-IP rule never applies between a port
+            // and a non-port event, so this is plain priority order).
+            let barrier = events
+                .iter()
+                .filter(|e| !e.is_port())
+                .map(|e| (e.event.priority, e.seq))
+                .min();
+            let (mut take, keep): (Vec<_>, Vec<_>) =
+                std::mem::take(events).into_iter().partition(|e| {
+                    e.is_port() && barrier.is_none_or(|b| (e.event.priority, e.seq) < b)
+                });
+            *events = keep;
+            // Within the run, arrival order: all of it is applied with one
+            // driver call, so priority no longer buys anything, and arrival
+            // is the true order for events that touch the same port or IP.
+            take.append(&mut batch.events);
+            take.sort_by_key(|e| e.seq);
+            batch.events = take;
         }
         if events.is_empty() {
             s.pending.remove(&net);

@@ -94,18 +94,70 @@ fn equal_priority_goes_by_arrival() {
     assert_eq!(order(&q), vec![vec![1], vec![2], vec![3]]);
 }
 
+fn on(e: Event, net: &str) -> Event {
+    let mut e = e;
+    match &mut e.notification {
+        N::PortCreateEnd { network_id, .. } | N::PortDeleteEnd { network_id, .. } => {
+            *network_id = id(net)
+        }
+        _ => {}
+    }
+    e
+}
+
 #[test]
 fn port_events_sharing_an_ip_go_by_arrival_whatever_their_priority() {
     // A delete (6) then a create (5) of the same IP: the delete stays first.
     let q = WorkQueue::new();
-    q.push(id("net-a"), delete("old", "198.51.100.7", 6));
-    q.push(id("net-a"), create("new", "198.51.100.7", 5));
-    assert_eq!(order(&q), vec![vec![1, 2]]);
+    q.push(id("n1"), on(delete("old", "198.51.100.7", 6), "n1"));
+    q.push(id("n2"), on(create("new", "198.51.100.7", 5), "n2"));
+    assert_eq!(order(&q), vec![vec![1], vec![2]]);
     // Different IPs: priority wins.
     let q = WorkQueue::new();
+    q.push(id("n1"), on(delete("old", "198.51.100.7", 6), "n1"));
+    q.push(id("n2"), on(create("new", "198.51.100.8", 5), "n2"));
+    assert_eq!(order(&q), vec![vec![2], vec![1]]);
+}
+
+#[test]
+fn a_coalesced_run_is_in_arrival_order() {
+    let q = WorkQueue::new();
     q.push(id("net-a"), delete("old", "198.51.100.7", 6));
-    q.push(id("net-a"), create("new", "198.51.100.8", 5));
-    assert_eq!(order(&q), vec![vec![2, 1]]);
+    q.push(id("net-a"), create("other", "198.51.100.8", 6));
+    q.push(id("net-a"), create("new", "198.51.100.7", 5));
+    assert_eq!(order(&q), vec![vec![1, 2, 3]]);
+}
+
+#[test]
+fn a_run_stops_at_the_networks_next_non_port_event() {
+    // Old servers send no priority: everything is 255, so arrival decides.
+    let q = WorkQueue::new();
+    q.push(id("net-a"), create("p1", "198.51.100.7", 255));
+    q.push(
+        id("net-a"),
+        ev(
+            N::NetworkDeleteEnd {
+                network_id: id("net-a"),
+            },
+            255,
+        ),
+    );
+    q.push(id("net-a"), create("p2", "198.51.100.8", 255));
+    assert_eq!(order(&q), vec![vec![1], vec![2], vec![3]]);
+    // A subnet event (3) goes before port events (6) that arrived earlier.
+    let q = WorkQueue::new();
+    q.push(id("net-a"), create("p1", "198.51.100.7", 6));
+    q.push(
+        id("net-a"),
+        ev(
+            N::SubnetUpdateEnd {
+                network_id: id("net-a"),
+            },
+            3,
+        ),
+    );
+    q.push(id("net-a"), create("p2", "198.51.100.8", 6));
+    assert_eq!(order(&q), vec![vec![2], vec![1, 3]]);
 }
 
 #[test]

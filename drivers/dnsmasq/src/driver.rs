@@ -32,11 +32,12 @@ use leasehold_core::model::{Id, Network};
 use leasehold_core::options::{OptionSpec, Options};
 use tokio::sync::OnceCell;
 
+use crate::config::{DnsmasqConfig, OPTIONS};
 use crate::files;
 use crate::monitor::{ChildAction, Counters, MonitorConfig, ProcessMonitor};
 use crate::process::{self, ProcessError, ProcessSpec, Running, STOP_TIMEOUT};
 use crate::release;
-use crate::shim::{render_all, DnsmasqConfig, Rendered, RuntimeFacts};
+use crate::render::{render_all, Rendered, RuntimeFacts};
 
 /// The service name in `PROCESS_TAG` and kill script names.
 pub const SERVICE: &str = "dnsmasq";
@@ -281,7 +282,11 @@ impl DnsmasqDriver {
         }
     }
 
-    async fn render(&self, network: &Network, device: &DhcpDevice) -> Rendered {
+    async fn render(
+        &self,
+        network: &Network,
+        device: &DhcpDevice,
+    ) -> Result<Rendered, DriverError> {
         let dir = self.conf_dir(&network.id);
         let probe = self.probe().await;
         let facts = RuntimeFacts {
@@ -294,14 +299,23 @@ impl DnsmasqDriver {
             dnsmasq_host_tag_support: Some(probe.host_tag_support),
             interface_driver_bridged: Some(device.bridged),
             existing_leases_file: std::fs::read_to_string(dir.join("leases")).ok(),
-            pid_file: dir.join("pid").display().to_string(),
-            conf_dir: dir.display().to_string(),
+            pid_file: Some(dir.join("pid").display().to_string()),
+            conf_dir: Some(dir.display().to_string()),
         };
         let rendered = render_all(network, &self.config, &facts);
         for w in &rendered.warnings {
             tracing::warn!(network = %network.id, "{w}");
         }
-        rendered
+        if rendered.cmdline.is_empty() {
+            // The renderer refuses a configuration that fails its checks.
+            let why: Vec<String> = rendered.warnings.iter().map(|w| w.to_string()).collect();
+            return Err(DriverError::Failed(format!(
+                "network {}: no dnsmasq command line: {}",
+                network.id,
+                why.join("; ")
+            )));
+        }
+        Ok(rendered)
     }
 
     /// Writes host, addn_hosts and opts where they differ from the disk.
@@ -464,7 +478,7 @@ impl DhcpDriver for DnsmasqDriver {
         let iface_file = dir.join("interface");
         files::write_if_changed(&iface_file, device.interface_name.as_bytes())
             .map_err(io(format!("writing {}", iface_file.display())))?;
-        let rendered = self.render(network, device).await;
+        let rendered = self.render(network, device).await?;
         let spec = self.spec(
             &network.id,
             device.namespace.clone(),
@@ -534,7 +548,7 @@ impl DhcpDriver for DnsmasqDriver {
             tracing::debug!("no interface file: network not enabled, nothing to reload");
             return Ok(());
         }
-        let rendered = self.render(network, device).await;
+        let rendered = self.render(network, device).await?;
         let spec = self.spec(
             &network.id,
             device.namespace.clone(),
@@ -603,7 +617,7 @@ impl DhcpDriver for DnsmasqDriver {
     }
 }
 
-const ALL_LEN: usize = crate::shim::OPTIONS.len() + PROCESS_OPTIONS.len();
+const ALL_LEN: usize = OPTIONS.len() + PROCESS_OPTIONS.len();
 
 /// Every option the driver reads: the renderer's and the process side's.
 pub static ALL_OPTIONS: [OptionSpec; ALL_LEN] = concat_options();
@@ -611,8 +625,8 @@ pub static ALL_OPTIONS: [OptionSpec; ALL_LEN] = concat_options();
 const fn concat_options() -> [OptionSpec; ALL_LEN] {
     let mut out = [PROCESS_OPTIONS[0]; ALL_LEN];
     let mut i = 0;
-    while i < crate::shim::OPTIONS.len() {
-        out[i] = crate::shim::OPTIONS[i];
+    while i < OPTIONS.len() {
+        out[i] = OPTIONS[i];
         i += 1;
     }
     let mut j = 0;

@@ -14,8 +14,10 @@
 //! old *or* new `host` file contains `set:` is done as a quick controlled
 //! restart — SIGTERM, wait for the exit on the pidfd (a few ms), spawn with
 //! the same argv — instead of SIGHUP. The lease file persists across it, so
-//! clients keep their addresses and renewals are ACKed. Every other reload
-//! is a plain SIGHUP. As a second line, the monitor watches each dnsmasq by
+//! clients keep their addresses and renewals are ACKed. Client requests that
+//! arrive in the 10–20 ms without a listener are held on a socket sharing
+//! port 67 and re-sent to the new process ([`process::PacketHold`]), so no
+//! client waits out a retransmission. Every other reload is a plain SIGHUP. As a second line, the monitor watches each dnsmasq by
 //! pidfd and respawns one that dies for any reason within milliseconds.
 //! `dnsmasq_reload_by_restart = auto | always | never` overrides the probe.
 //!
@@ -359,10 +361,30 @@ impl DnsmasqDriver {
         if self.reload_needs_restart(set_tags).await {
             // Unregister first so the exit is not taken for a crash.
             self.monitor.unregister(&spec.uuid);
+            let hold = match self.iface_of(spec) {
+                Some(iface) => process::PacketHold::open(spec.namespace.as_deref(), &iface)
+                    .map_err(|e| tracing::warn!("no packet hold during the restart: {e}"))
+                    .ok(),
+                None => None,
+            };
             process::stop(spec, &running, STOP_TIMEOUT)
                 .await
                 .map_err(proc_err)?;
-            let pid = self.spawn(spec.clone()).await?;
+            let spawned = self.spawn(spec.clone()).await;
+            if let Some(hold) = hold {
+                match tokio::task::spawn_blocking(move || hold.release()).await {
+                    Ok(Ok(n)) if n > 0 => {
+                        tracing::debug!(
+                            handed_over = n,
+                            "requests held during the restart re-sent"
+                        );
+                        Counters::add(&counters.held_requests, n as u64);
+                    }
+                    Ok(Err(e)) => tracing::warn!("re-sending held requests: {e}"),
+                    _ => {}
+                }
+            }
+            let pid = spawned?;
             Counters::add(&counters.reload_restarts, 1);
             return Ok(pid);
         }
@@ -374,6 +396,15 @@ impl DnsmasqDriver {
             // It died just now; start it again.
             self.spawn(spec.clone()).await
         }
+    }
+
+    /// The DHCP device of a network, from its `interface` file.
+    fn iface_of(&self, spec: &ProcessSpec) -> Option<String> {
+        let dir = spec.pid_file.parent()?;
+        std::fs::read_to_string(dir.join("interface"))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
     }
 
     async fn spawn(&self, spec: ProcessSpec) -> Result<i32, DriverError> {

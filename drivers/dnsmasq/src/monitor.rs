@@ -70,6 +70,8 @@ pub struct Counters {
     pub reload_restarts: AtomicU64,
     /// Processes taken over from an earlier agent without a restart.
     pub adoptions: AtomicU64,
+    /// Client requests held during controlled restarts and re-sent to the new dnsmasq.
+    pub held_requests: AtomicU64,
     /// DHCPv4 releases sent.
     pub releases_v4: AtomicU64,
     /// DHCPv6 releases sent.
@@ -95,6 +97,8 @@ pub struct CounterSnapshot {
     pub reload_restarts: u64,
     /// See [`Counters::adoptions`].
     pub adoptions: u64,
+    /// See [`Counters::held_requests`].
+    pub held_requests: u64,
     /// See [`Counters::releases_v4`].
     pub releases_v4: u64,
     /// See [`Counters::releases_v6`].
@@ -114,6 +118,7 @@ impl Counters {
             sighups: r(&self.sighups),
             reload_restarts: r(&self.reload_restarts),
             adoptions: r(&self.adoptions),
+            held_requests: r(&self.held_requests),
             releases_v4: r(&self.releases_v4),
             releases_v6: r(&self.releases_v6),
         }

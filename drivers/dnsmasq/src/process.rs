@@ -434,6 +434,87 @@ fn set_nonblocking(fd: RawFd) {
     }
 }
 
+/// Holds the DHCPv4 requests that arrive while dnsmasq is restarted and hands
+/// them to the new process, so a controlled restart loses no client packet.
+///
+/// Between the old dnsmasq's exit and the new one's bind of port 67 (10–20
+/// ms) the kernel would drop client packets, and a client that lost one
+/// waits a whole retransmission timeout (1–4 s). While the hold is open, a
+/// socket of ours shares port 67 in the namespace (SO_REUSEADDR, as dnsmasq's
+/// own DHCP socket) and queues copies of every request; after the new
+/// dnsmasq is up they are re-sent to it through the DHCP device, the way
+/// dhcp_release's packets arrive. dnsmasq answers a client by its hardware
+/// address, not by the packet's source, so the replies reach the client. A
+/// request the old process already answered may be answered twice: harmless
+/// for DHCP (the client matches by xid and takes the first).
+#[derive(Debug)]
+pub struct PacketHold {
+    sock: std::net::UdpSocket,
+    namespace: Option<String>,
+    iface: String,
+}
+
+impl PacketHold {
+    /// Starts holding requests for `iface` in `namespace`.
+    pub fn open(namespace: Option<&str>, iface: &str) -> Result<Self, ProcessError> {
+        use nix::sys::socket::{
+            bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
+        };
+        let sock = crate::release::in_namespace(namespace, || {
+            let fd = socket(
+                AddressFamily::Inet,
+                SockType::Datagram,
+                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+                None,
+            )?;
+            setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+            setsockopt(&fd, sockopt::ReusePort, &true)?;
+            bind(fd.as_raw_fd(), &SockaddrIn::new(0, 0, 0, 0, 67))?;
+            Ok(std::net::UdpSocket::from(fd))
+        })?;
+        Ok(PacketHold {
+            sock,
+            namespace: namespace.map(str::to_string),
+            iface: iface.to_string(),
+        })
+    }
+
+    /// Stops holding and re-sends what was held to the (new) dnsmasq; returns
+    /// how many requests were handed over.
+    pub fn release(self) -> Result<usize, ProcessError> {
+        let mut held = Vec::new();
+        let mut buf = [0u8; 1500];
+        while let Ok((n, _)) = self.sock.recv_from(&mut buf) {
+            // BOOTREQUESTs only (op 1, with the magic cookie).
+            if n >= 240 && buf[0] == 1 && buf[236..240] == [0x63, 0x82, 0x53, 0x63] {
+                held.push(buf[..n].to_vec());
+            }
+        }
+        // Close it first: from now on requests go to dnsmasq alone.
+        drop(self.sock);
+        if held.is_empty() {
+            return Ok(0);
+        }
+        let iface = self.iface.clone();
+        crate::release::in_namespace(self.namespace.as_deref(), move || {
+            let addrs = crate::release::interface_v4(&iface)?;
+            let Some(server) = crate::release::server_for(std::net::Ipv4Addr::UNSPECIFIED, &addrs)
+            else {
+                return Ok(0);
+            };
+            let out = std::net::UdpSocket::bind("0.0.0.0:0")?;
+            crate::release::bind_to_device(&out, &iface)?;
+            let mut sent = 0;
+            for p in &held {
+                if out.send_to(p, (server, 67)).is_ok() {
+                    sent += 1;
+                }
+            }
+            Ok(sent)
+        })
+    }
+}
+
 /// A running process of `spec`, checked and held by pidfd.
 #[derive(Debug)]
 pub struct Running {

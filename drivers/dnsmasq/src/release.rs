@@ -306,7 +306,7 @@ pub fn in_namespace<T: Send + 'static>(
 }
 
 /// The IPv4 addresses (with prefix length) of `iface`, read in the current namespace.
-fn interface_v4(iface: &str) -> io::Result<Vec<(Ipv4Addr, u8)>> {
+pub(crate) fn interface_v4(iface: &str) -> io::Result<Vec<(Ipv4Addr, u8)>> {
     let addrs = nix::ifaddrs::getifaddrs().map_err(io::Error::from)?;
     Ok(addrs
         .filter(|a| a.interface_name == iface)
@@ -320,7 +320,7 @@ fn interface_v4(iface: &str) -> io::Result<Vec<(Ipv4Addr, u8)>> {
 
 /// The server identifier for a lease: the device's address on the lease's
 /// subnet, else its first IPv4 address (as newer dhcp_release does).
-fn server_for(ip: Ipv4Addr, addrs: &[(Ipv4Addr, u8)]) -> Option<Ipv4Addr> {
+pub(crate) fn server_for(ip: Ipv4Addr, addrs: &[(Ipv4Addr, u8)]) -> Option<Ipv4Addr> {
     addrs
         .iter()
         .find(|(a, len)| {
@@ -376,7 +376,7 @@ pub fn send_v4(
     })
 }
 
-fn bind_to_device(sock: &UdpSocket, iface: &str) -> io::Result<()> {
+pub(crate) fn bind_to_device(sock: &UdpSocket, iface: &str) -> io::Result<()> {
     let name = iface.as_bytes();
     // SAFETY: setsockopt with a valid buffer and its length.
     let rc = unsafe {

@@ -22,13 +22,21 @@ pub struct LocalNetworks {
 }
 
 fn has_dhcp_subnet(net: &Network) -> bool {
-    net.subnets.iter().chain(&net.non_local_subnets).any(|s| s.enable_dhcp)
+    net.subnets
+        .iter()
+        .chain(&net.non_local_subnets)
+        .any(|s| s.enable_dhcp)
 }
 
 impl LocalNetworks {
     /// Serves networks with `devices` and `dhcp`.
     pub fn new(devices: DeviceManager, dhcp: Arc<dyn DhcpDriver>, host: Arc<dyn HostNet>) -> Self {
-        LocalNetworks { devices, dhcp, host, metadata_warned: AtomicBool::new(false) }
+        LocalNetworks {
+            devices,
+            dhcp,
+            host,
+            metadata_warned: AtomicBool::new(false),
+        }
     }
 
     /// Unplugs every device of the namespace: the namespace is this network's
@@ -65,7 +73,12 @@ impl NetworkActions for LocalNetworks {
 
     async fn disable(&self, net: &Network) -> Result<(), ActionError> {
         // Clean up as much as possible, then report the first failure.
-        let mut first: Option<ActionError> = self.dhcp.disable(&net.id, false).await.err().map(Into::into);
+        let mut first: Option<ActionError> = self
+            .dhcp
+            .disable(&net.id, false)
+            .await
+            .err()
+            .map(Into::into);
         if let Some(e) = self.unplug_all(net).await {
             first.get_or_insert(e);
         }

@@ -31,13 +31,29 @@ pub trait HostNet: Send + Sync + std::fmt::Debug {
     /// Global addresses of the device.
     async fn addresses(&self, ns: &str, device: &str) -> Result<Vec<IpNet>, DriverError>;
     /// The default gateway of one IP version, if any.
-    async fn default_gateway(&self, ns: &str, version: IpVersion) -> Result<Option<IpAddr>, DriverError>;
+    async fn default_gateway(
+        &self,
+        ns: &str,
+        version: IpVersion,
+    ) -> Result<Option<IpAddr>, DriverError>;
     /// Replaces the default route of the gateway's version with one via `gateway` on `device`.
-    async fn set_default_gateway(&self, ns: &str, device: &str, gateway: IpAddr) -> Result<(), DriverError>;
+    async fn set_default_gateway(
+        &self,
+        ns: &str,
+        device: &str,
+        gateway: IpAddr,
+    ) -> Result<(), DriverError>;
     /// Removes the default route of one IP version.
-    async fn delete_default_gateway(&self, ns: &str, version: IpVersion) -> Result<(), DriverError>;
+    async fn delete_default_gateway(&self, ns: &str, version: IpVersion)
+        -> Result<(), DriverError>;
     /// Adds a link-scope host route to `ip` on `device` (a gateway outside the subnet).
-    async fn add_onlink_route(&self, ns: &str, device: &str, ip: IpAddr) -> Result<(), DriverError>;
+    async fn add_onlink_route(&self, ns: &str, device: &str, ip: IpAddr)
+        -> Result<(), DriverError>;
     /// Removes a link-scope host route to `ip`.
-    async fn delete_onlink_route(&self, ns: &str, device: &str, ip: IpAddr) -> Result<(), DriverError>;
+    async fn delete_onlink_route(
+        &self,
+        ns: &str,
+        device: &str,
+        ip: IpAddr,
+    ) -> Result<(), DriverError>;
 }

@@ -44,8 +44,18 @@ fn ipv6_enabled() -> bool {
 
 impl DeviceManager {
     /// A manager plugging with `interface` and asking `plugin` for ports.
-    pub fn new(settings: DeviceSettings, plugin: Arc<dyn PluginApi>, interface: Arc<dyn InterfaceDriver>, host: Arc<dyn HostNet>) -> Self {
-        DeviceManager { settings, plugin, interface, host }
+    pub fn new(
+        settings: DeviceSettings,
+        plugin: Arc<dyn PluginApi>,
+        interface: Arc<dyn InterfaceDriver>,
+        host: Arc<dyn HostNet>,
+    ) -> Self {
+        DeviceManager {
+            settings,
+            plugin,
+            interface,
+            host,
+        }
     }
 
     /// This agent's DHCP port device_id on `network`.
@@ -62,7 +72,8 @@ impl DeviceManager {
     /// Gets the DHCP port and makes its device ready in `qdhcp-<net>` with its
     /// addresses and default route. Returns the network with the port in it.
     pub async fn setup(&self, network: &Network) -> Result<(Network, DhcpDevice), ActionError> {
-        let port = match ensure_dhcp_port(self.plugin.as_ref(), &self.settings.host, network).await {
+        let port = match ensure_dhcp_port(self.plugin.as_ref(), &self.settings.host, network).await
+        {
             Ok(p) => p,
             Err(e) => {
                 let _ = self.cleanup_stale_devices(network, None).await;
@@ -77,10 +88,14 @@ impl DeviceManager {
         let name = self.interface.device_name(&port.id);
         let ns = namespace_of(&network.id);
         self.host.ensure_namespace(&ns).await?;
-        self.host.sysctl(&ns, "net.ipv4.ip_nonlocal_bind", "1").await?;
+        self.host
+            .sysctl(&ns, "net.ipv4.ip_nonlocal_bind", "1")
+            .await?;
         if ipv6_enabled() {
             // Before plugging, so no SLAAC address appears on the device.
-            self.host.sysctl(&ns, "net.ipv6.conf.default.accept_ra", "0").await?;
+            self.host
+                .sysctl(&ns, "net.ipv6.conf.default.accept_ra", "0")
+                .await?;
         }
         if self.host.device_ready(&ns, &name).await {
             if let Some(mtu) = network.mtu.filter(|m| *m > 0) {
@@ -98,7 +113,10 @@ impl DeviceManager {
             };
             if let Err(e) = self.interface.plug(&spec).await {
                 let _ = self.interface.unplug(&name, Some(&ns)).await;
-                let _ = self.plugin.release_dhcp_port(&network.id, &port.device_id).await;
+                let _ = self
+                    .plugin
+                    .release_dhcp_port(&network.id, &port.device_id)
+                    .await;
                 return Err(e.into());
             }
         }
@@ -112,7 +130,11 @@ impl DeviceManager {
 
     /// The device description of the network's DHCP port, for the DHCP driver.
     pub fn device(&self, network: &Network, port: &Port) -> DhcpDevice {
-        let interface_ips: BTreeMap<Id, IpAddr> = port.fixed_ips.iter().map(|f| (f.subnet_id.clone(), *f.ip_address.value())).collect();
+        let interface_ips: BTreeMap<Id, IpAddr> = port
+            .fixed_ips
+            .iter()
+            .map(|f| (f.subnet_id.clone(), *f.ip_address.value()))
+            .collect();
         DhcpDevice {
             interface_name: self.interface.device_name(&port.id),
             namespace: Some(namespace_of(&network.id)),
@@ -134,7 +156,12 @@ impl DeviceManager {
             .collect();
         if self.settings.metadata_addresses {
             cidrs.push(METADATA_V4.parse().expect("constant CIDR"));
-            if ipv6_enabled() && network.subnets.iter().any(|s| s.ip_version == IpVersion::V6) {
+            if ipv6_enabled()
+                && network
+                    .subnets
+                    .iter()
+                    .any(|s| s.ip_version == IpVersion::V6)
+            {
                 cidrs.push(METADATA_V6.parse().expect("constant CIDR"));
             }
         }
@@ -147,7 +174,11 @@ impl DeviceManager {
     }
 
     /// Unplugs the device (if named) and gives the port back to the server.
-    pub async fn destroy(&self, network: &Network, device: Option<&str>) -> Result<(), ActionError> {
+    pub async fn destroy(
+        &self,
+        network: &Network,
+        device: Option<&str>,
+    ) -> Result<(), ActionError> {
         let ns = namespace_of(&network.id);
         let mut first_error = None;
         if let Some(device) = device {
@@ -156,7 +187,11 @@ impl DeviceManager {
                 first_error = Some(ActionError::from(e));
             }
         }
-        if let Err(e) = self.plugin.release_dhcp_port(&network.id, &self.device_id(&network.id)).await {
+        if let Err(e) = self
+            .plugin
+            .release_dhcp_port(&network.id, &self.device_id(&network.id))
+            .await
+        {
             first_error.get_or_insert(ActionError::from(e));
         }
         first_error.map_or(Ok(()), Err)
@@ -164,7 +199,10 @@ impl DeviceManager {
 
     /// Unplugs one device of the network's namespace.
     pub async fn unplug(&self, network: &Id, device: &str) -> Result<(), ActionError> {
-        Ok(self.interface.unplug(device, Some(&namespace_of(network))).await?)
+        Ok(self
+            .interface
+            .unplug(device, Some(&namespace_of(network)))
+            .await?)
     }
 
     /// Deletes the network's namespace.
@@ -174,7 +212,11 @@ impl DeviceManager {
 
     /// Unplugs devices in the namespace that belong to ports bound to other
     /// hosts or to no port of the network, keeping the DHCP port's own.
-    pub async fn cleanup_stale_devices(&self, network: &Network, dhcp_port: Option<&Port>) -> Result<(), ActionError> {
+    pub async fn cleanup_stale_devices(
+        &self,
+        network: &Network,
+        dhcp_port: Option<&Port>,
+    ) -> Result<(), ActionError> {
         let ns = namespace_of(&network.id);
         if !self.host.namespace_exists(&ns).await {
             return Ok(());
@@ -184,10 +226,16 @@ impl DeviceManager {
             if keep.as_deref() == Some(device.as_str()) {
                 continue;
             }
-            let owner = network.ports.iter().find(|p| self.interface.device_name(&p.id) == device);
+            let owner = network
+                .ports
+                .iter()
+                .find(|p| self.interface.device_name(&p.id) == device);
             let stale = match owner {
                 None => true,
-                Some(p) => p.binding_host_id.as_deref().is_some_and(|h| !h.is_empty() && h != self.settings.host),
+                Some(p) => p
+                    .binding_host_id
+                    .as_deref()
+                    .is_some_and(|h| !h.is_empty() && h != self.settings.host),
             };
             if stale {
                 tracing::info!(network = %network.id, device, "unplugging a stale device");
@@ -225,19 +273,26 @@ impl DeviceManager {
 
 /// The first DHCP subnet of `version` whose gateway makes a default route.
 fn gateway_subnet(network: &Network, version: IpVersion) -> Option<(&Subnet, IpAddr)> {
-    network.subnets.iter().filter(|s| s.enable_dhcp && s.ip_version == version).find_map(|s| {
-        let gw = *s.gateway_ip.as_ref()?.value();
-        if s.subnetpool_id.as_deref() == Some("prefix_delegation") {
-            return None;
-        }
-        if version == IpVersion::V6 {
-            let prefix = s.cidr.value().prefix_len();
-            if prefix == 0 || prefix > 126 || ((s.is_slaac() || s.is_dhcpv6_stateless()) && prefix != 64) {
+    network
+        .subnets
+        .iter()
+        .filter(|s| s.enable_dhcp && s.ip_version == version)
+        .find_map(|s| {
+            let gw = *s.gateway_ip.as_ref()?.value();
+            if s.subnetpool_id.as_deref() == Some("prefix_delegation") {
                 return None;
             }
-        }
-        Some((s, gw))
-    })
+            if version == IpVersion::V6 {
+                let prefix = s.cidr.value().prefix_len();
+                if prefix == 0
+                    || prefix > 126
+                    || ((s.is_slaac() || s.is_dhcpv6_stateless()) && prefix != 64)
+                {
+                    return None;
+                }
+            }
+            Some((s, gw))
+        })
 }
 
 #[cfg(test)]
@@ -256,7 +311,13 @@ mod tests {
             {"id": "v6", "cidr": "2001:db8::/64", "ip_version": 6, "gateway_ip": "2001:db8::1", "ipv6_address_mode": "dhcpv6-stateful"}
         ]}))
         .unwrap();
-        assert_eq!(gateway_subnet(&net, IpVersion::V4).unwrap().0.id.as_str(), "v4");
-        assert_eq!(gateway_subnet(&net, IpVersion::V6).unwrap().0.id.as_str(), "v6");
+        assert_eq!(
+            gateway_subnet(&net, IpVersion::V4).unwrap().0.id.as_str(),
+            "v4"
+        );
+        assert_eq!(
+            gateway_subnet(&net, IpVersion::V6).unwrap().0.id.as_str(),
+            "v6"
+        );
     }
 }

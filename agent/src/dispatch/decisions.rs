@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use leasehold_core::model::{Id, Network, Port};
+use tracing::Instrument;
 
 use super::{bump, lock, ActionError, Dispatcher};
 use crate::notification::Notification;
@@ -52,6 +53,11 @@ impl Pending {
 impl Dispatcher {
     /// Applies one batch; takes the sync lock shared, so no sync runs meanwhile.
     pub(super) async fn process_batch(&self, batch: Batch) {
+        let span = tracing::info_span!("network", id = %batch.network_id);
+        self.process_batch_inner(batch).instrument(span).await
+    }
+
+    async fn process_batch_inner(&self, batch: Batch) {
         let _shared = self.sync_lock.read().await;
         bump(&self.counters.batches);
         let net_id = batch.network_id;

@@ -4,7 +4,7 @@
 //! It decides; it does not touch the system. Everything it does to a network
 //! goes through [`NetworkActions`] (in production: the DeviceManager and the
 //! DHCP driver); everything it asks the server goes through
-//! [`PluginApi`](crate::server_api::PluginApi).
+//! [`PluginApi`].
 //!
 //! # Using it from the run loop
 //!
@@ -27,7 +27,12 @@
 //! [`Dispatcher::run`] runs, until the shutdown flag turns true (or its sender
 //! is dropped): the queue workers, the resync loop, the ready-ports loop, the
 //! deleted-ports cleanup and, if `bulk_reload_interval` is set, the bulk
-//! reload loop. Batches being applied at shutdown are finished first.
+//! reload loop. Batches being applied and a sync under way at shutdown are
+//! finished first (wrap it in a timeout if that must be bounded).
+//!
+//! Tests and one-shot tools can drive it without `run`: [`Dispatcher::drain_queue`],
+//! [`Dispatcher::resync_once`], [`Dispatcher::push_ready_ports_once`],
+//! [`Dispatcher::bulk_reload_once`].
 //!
 //! # Deliberate differences from neutron-dhcp-agent
 //!
@@ -128,7 +133,8 @@ pub struct DispatcherConfig {
     pub metadata: MetadataConfig,
     /// `num_sync_threads`: networks configured in parallel during a sync.
     pub num_sync_threads: usize,
-    /// Networks whose events are applied in parallel.
+    /// Networks whose events are applied in parallel (default 32,
+    /// `num_sync_threads` × 8).
     pub max_parallel_networks: usize,
     /// `resync_interval`: longest wait between checks for pending resyncs.
     pub resync_interval: Duration,

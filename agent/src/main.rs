@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use leasehold_agent::cli::{Cli, Command};
-use leasehold_agent::commands::{check_config, list_drivers};
+use leasehold_agent::commands::{check_config, list_drivers, render};
+use leasehold_agent::device::NetlinkHost;
 use leasehold_agent::logging::{self, LogSettings};
 use leasehold_agent::{config, setup};
 
@@ -31,8 +32,18 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::CheckConfig => check_config::report(&loaded).map(|text| print!("{text}")),
-        Command::Render { .. } => Err(anyhow::anyhow!("render: not built yet")),
-        Command::Run => leasehold_agent_run(&loaded),
+        Command::Render {
+            network,
+            facts,
+            out,
+        } => match render::run(&loaded, &network, facts.as_deref(), &out) {
+            Err(e @ render::RenderError::Unusable { .. }) => {
+                eprintln!("leasehold-agent: {e}");
+                return ExitCode::from(2);
+            }
+            other => other.map_err(anyhow::Error::from),
+        },
+        Command::Run => run_agent(loaded),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -43,10 +54,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn leasehold_agent_run(loaded: &setup::Loaded) -> anyhow::Result<()> {
-    let _dhcp = loaded.dhcp_driver()?;
-    let _interface = loaded.interface_driver()?;
-    anyhow::bail!("running the agent is not implemented yet (see issue 5); use `check-config`, `drivers` or `render`")
+fn run_agent(loaded: setup::Loaded) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(leasehold_agent::run::run(
+        loaded,
+        std::sync::Arc::new(NetlinkHost),
+    ))
 }
 
 fn log_settings(options: &leasehold_core::options::Options) -> anyhow::Result<LogSettings> {

@@ -2,4 +2,4 @@
 
 pub mod check_config;
 pub mod list_drivers;
-// pub mod render; (enabled once the dnsmasq renderers land)
+pub mod render;

@@ -1,0 +1,272 @@
+//! Test support for Leasehold's privileged tests: DHCP clients in namespaces
+//! of their own, attached to a bridge or a peer namespace, running the real
+//! busybox `udhcpc`. Everything made here is removed on drop.
+#![allow(clippy::missing_panics_doc)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A name unique to this process and call: `<prefix><pid><n>`, at most 15 bytes.
+pub fn unique_name(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let mut name = format!("{prefix}{}x{n}", std::process::id() % 1_000_000);
+    name.truncate(15);
+    name
+}
+
+/// Whether privileged tests can run; in CI (`CI=true`) a non-root run fails.
+pub fn privileged(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: privileged test must run as root in CI");
+    }
+    eprintln!("skipping {test}: needs root (namespaces, veth, dnsmasq)");
+    false
+}
+
+/// Runs a command; panics with its output on failure.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command, ignoring failure (cleanup).
+pub fn sh_quiet(args: &[&str]) {
+    let _ = Command::new(args[0]).args(&args[1..]).output();
+}
+
+/// Polls `f` every 50 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What the DHCP client was told, from its script's environment.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Lease {
+    /// `bound`, `renew`, `deconfig`, `leasefail`, `nak`.
+    pub event: String,
+    /// The variables udhcpc passes (`ip`, `router`, `dns`, `domain`, `mtu`, …).
+    pub vars: BTreeMap<String, String>,
+}
+
+impl Lease {
+    /// One variable, empty when absent.
+    pub fn get(&self, k: &str) -> &str {
+        self.vars.get(k).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// A DHCP client host: its own namespace, one veth end inside it.
+#[derive(Debug)]
+pub struct Client {
+    /// The client namespace.
+    pub ns: String,
+    /// The device inside it.
+    pub dev: String,
+    /// The other end of the veth pair, in the root namespace (bridge mode).
+    pub peer: Option<String>,
+    dir: tempfile::TempDir,
+}
+
+impl Client {
+    fn new_ns() -> (String, String, tempfile::TempDir) {
+        let ns = format!("lhtest-{}", unique_name("c"));
+        sh(&["ip", "netns", "add", &ns]);
+        sh(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+        (
+            ns,
+            unique_name("lhc"),
+            tempfile::tempdir().expect("tempdir"),
+        )
+    }
+
+    /// A client whose veth peer is enslaved to `bridge` in the root namespace,
+    /// the peer kept layer-2 only (no IPv6, no ARP answers).
+    pub fn on_bridge(bridge: &str) -> Client {
+        let (ns, dev, dir) = Self::new_ns();
+        let peer = unique_name("lhp");
+        sh(&[
+            "ip", "link", "add", &peer, "type", "veth", "peer", "name", &dev, "netns", &ns,
+        ]);
+        let client = Client {
+            ns,
+            dev,
+            peer: Some(peer.clone()),
+            dir,
+        };
+        sh_quiet(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{peer}.disable_ipv6=1"),
+        ]);
+        sh_quiet(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv4.conf.{peer}.arp_ignore=8"),
+        ]);
+        sh(&["ip", "link", "set", &peer, "master", bridge]);
+        sh(&["ip", "link", "set", &peer, "up"]);
+        client.up();
+        client
+    }
+
+    /// A client whose veth peer `peer_dev` is put into namespace `peer_ns`.
+    pub fn facing(peer_ns: &str, peer_dev: &str) -> Client {
+        let (ns, dev, dir) = Self::new_ns();
+        sh(&[
+            "ip", "link", "add", &dev, "netns", &ns, "type", "veth", "peer", "name", peer_dev,
+            "netns", peer_ns,
+        ]);
+        let client = Client {
+            ns,
+            dev,
+            peer: None,
+            dir,
+        };
+        client.up();
+        client
+    }
+
+    fn up(&self) {
+        // No DAD wait before DHCPv6, no stray SLAAC traffic of our own.
+        sh_quiet(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.ns,
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{}.accept_dad=0", self.dev),
+        ]);
+        sh(&[
+            "ip", "netns", "exec", &self.ns, "ip", "link", "set", &self.dev, "up",
+        ]);
+    }
+
+    /// Runs a command inside the client namespace.
+    pub fn exec(&self, args: &[&str]) -> String {
+        let mut all = vec!["ip", "netns", "exec", &self.ns];
+        all.extend_from_slice(args);
+        sh(&all)
+    }
+
+    /// Sets the client device's MAC (the port's MAC it should be served as).
+    pub fn set_mac(&self, mac: &str) {
+        self.exec(&["ip", "link", "set", &self.dev, "down"]);
+        self.exec(&["ip", "link", "set", &self.dev, "address", mac]);
+        self.exec(&["ip", "link", "set", &self.dev, "up"]);
+    }
+
+    fn script(&self) -> PathBuf {
+        let script = self.dir.path().join("udhcpc.sh");
+        if !script.exists() {
+            let log = self.dir.path().join("events.log");
+            let text = format!("#!/bin/sh\n{{ echo \"EVENT=$1\"; env | grep -E '^(ip|subnet|router|dns|domain|mtu|lease|serverid|staticroutes|hostname|opt[0-9]+)='; echo END; }} >> {}\n", log.display());
+            std::fs::write(&script, text).expect("script written");
+            sh(&["chmod", "755", script.to_str().expect("utf-8 path")]);
+        }
+        script
+    }
+
+    /// Runs `udhcpc` once (`-q`: exit after a lease) with `tries` discover
+    /// attempts `timeout_s` apart; returns the lease it bound, if any.
+    pub fn udhcpc_once(&self, tries: u32, timeout_s: u32) -> Option<Lease> {
+        let script = self.script();
+        let log = self.dir.path().join("events.log");
+        let _ = std::fs::remove_file(&log);
+        let status = Command::new("ip")
+            .args([
+                "netns", "exec", &self.ns, "udhcpc", "-f", "-q", "-n", "-i", &self.dev, "-s",
+            ])
+            .arg(&script)
+            .args([
+                "-t",
+                &tries.to_string(),
+                "-T",
+                &timeout_s.to_string(),
+                "-A",
+                "1",
+                "-O",
+                "mtu",
+                "-O",
+                "staticroutes",
+            ])
+            .output()
+            .ok()?;
+        let _ = status;
+        let text = std::fs::read_to_string(&log).ok()?;
+        parse_events(&text)
+            .into_iter()
+            .rev()
+            .find(|l| l.event == "bound")
+    }
+}
+
+fn parse_events(text: &str) -> Vec<Lease> {
+    let mut out = Vec::new();
+    let mut cur = Lease::default();
+    for line in text.lines() {
+        if let Some(e) = line.strip_prefix("EVENT=") {
+            cur = Lease {
+                event: e.to_string(),
+                ..Default::default()
+            };
+        } else if line == "END" {
+            out.push(std::mem::take(&mut cur));
+        } else if let Some((k, v)) = line.split_once('=') {
+            cur.vars.insert(k.to_string(), v.to_string());
+        }
+    }
+    out
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(peer) = &self.peer {
+            sh_quiet(&["ip", "link", "del", peer]);
+        }
+        sh_quiet(&["ip", "netns", "pids", &self.ns]);
+        sh_quiet(&["ip", "netns", "del", &self.ns]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_script_events() {
+        let events = parse_events(
+            "EVENT=deconfig\nEND\nEVENT=bound\nip=198.51.100.5\nrouter=198.51.100.1\nEND\n",
+        );
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1].get("ip"), "198.51.100.5");
+        assert!(unique_name("averyverylongprefix").len() <= 15);
+    }
+}

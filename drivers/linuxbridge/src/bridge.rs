@@ -1,0 +1,250 @@
+//! The Linux bridge interface driver: a veth pair per DHCP port.
+//!
+//! `tap<port[:11]>` stays in the root namespace, layer 2 only (no IPv6,
+//! `arp_ignore=8`), enslaved to `brq<network[:11]>`; `ns-<port[:11]>` is made
+//! directly in the DHCP namespace and carries the port's MAC. Neutron left
+//! enslaving the tap to its L2 agent; without one (standalone mode) nothing
+//! else would, so this driver makes the bridge if it is missing (kept layer
+//! 2 only and up) and enslaves the tap itself — harmless when an L2 agent
+//! does the same.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ipnet::IpNet;
+use leasehold_core::driver::{tap_name, DriverContext, DriverError, InterfaceDriver, PlugSpec};
+use leasehold_core::model::Id;
+use leasehold_netlink::{isolate_l2, Handle, Netns};
+
+use crate::errors::driver_error;
+
+/// Prefix of the namespace end, Neutron's `DEV_NAME_PREFIX` for this driver.
+pub const NS_PREFIX: &str = "ns-";
+/// Prefix of the root end.
+pub const TAP_PREFIX: &str = "tap";
+/// Prefix of the network's bridge.
+pub const BRIDGE_PREFIX: &str = "brq";
+
+/// The Linux bridge driver (`linuxbridge`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BridgeDriver;
+
+pub(crate) fn create(_: &DriverContext<'_>) -> Result<Arc<dyn InterfaceDriver>, DriverError> {
+    Ok(Arc::new(BridgeDriver))
+}
+
+/// The network's bridge: `brq` and the first 11 characters of its id.
+pub fn bridge_name(network_id: &Id) -> String {
+    tap_name(BRIDGE_PREFIX, network_id)
+}
+
+/// The root end of a namespace device: its `ns-` prefix replaced by `tap`.
+pub fn root_device_name(device: &str) -> String {
+    match device.strip_prefix(NS_PREFIX) {
+        Some(rest) => format!("{TAP_PREFIX}{rest}"),
+        None => device.to_string(),
+    }
+}
+
+/// What a plug has made so far, to undo it on failure.
+#[derive(Default)]
+struct Made {
+    bridge: Option<String>,
+    tap: Option<String>,
+}
+
+impl BridgeDriver {
+    async fn plug_new(
+        &self,
+        spec: &PlugSpec,
+        root: &Handle,
+        made: &mut Made,
+    ) -> Result<(), DriverError> {
+        let ns = spec.namespace.as_deref();
+        let dev = spec.device_name.as_str();
+        let tap = root_device_name(dev);
+        if tap == dev {
+            return Err(DriverError::Failed(format!(
+                "linuxbridge device name {dev:?} must start with {NS_PREFIX:?}"
+            )));
+        }
+        let bridge = spec
+            .bridge
+            .clone()
+            .unwrap_or_else(|| bridge_name(&spec.network_id));
+        let err = |what: &str| {
+            let context = format!("plug {dev} (port {}): {what}", spec.port_id);
+            move |e| driver_error(&context, e)
+        };
+
+        // Leftovers in the root namespace under our names (a device of the
+        // same name left behind by a crash, or a root end whose peer is
+        // gone) are replaced.
+        if ns.is_some() && root.delete_link(dev).await.map_err(err("remove stale"))? {
+            tracing::info!(
+                device = dev,
+                "removed a stale device of the same name in the root namespace"
+            );
+        }
+        if root.delete_link(&tap).await.map_err(err("remove stale"))? {
+            tracing::info!(device = %tap, "removed a stale root end");
+        }
+
+        if !root
+            .link_exists(&bridge)
+            .await
+            .map_err(err("look up bridge"))?
+        {
+            root.add_bridge(&bridge).await.map_err(err("add bridge"))?;
+            made.bridge = Some(bridge.clone());
+            isolate_l2(None, &bridge)
+                .await
+                .map_err(err("isolate bridge"))?;
+        }
+        root.set_up(&bridge).await.map_err(err("bridge up"))?;
+
+        root.add_veth(&tap, dev, ns)
+            .await
+            .map_err(err("add veth"))?;
+        made.tap = Some(tap.clone());
+        isolate_l2(None, &tap)
+            .await
+            .map_err(err("isolate root end"))?;
+        root.set_master(&tap, &bridge)
+            .await
+            .map_err(err("enslave"))?;
+
+        let inner = Handle::open(ns).await.map_err(err("open namespace"))?;
+        inner
+            .set_mac(dev, spec.mac.value().0)
+            .await
+            .map_err(err("set MAC"))?;
+        if let Some(mtu) = spec.mtu {
+            root.set_mtu(&tap, mtu).await.map_err(err("set MTU"))?;
+            inner.set_mtu(dev, mtu).await.map_err(err("set MTU"))?;
+        }
+        root.set_up(&tap).await.map_err(err("root end up"))?;
+        inner.set_up(dev).await.map_err(err("up"))?;
+        Ok(())
+    }
+
+    /// Undoes a half-made plug: the veth (its peer goes with it) and a bridge
+    /// this plug created. Errors are logged: the plug's own error is the one
+    /// to report.
+    async fn undo(root: &Handle, made: Made) {
+        if let Some(tap) = made.tap {
+            if let Err(e) = root.delete_link(&tap).await {
+                tracing::warn!(device = %tap, error = %e, "could not remove half-made device");
+            }
+        }
+        if let Some(bridge) = made.bridge {
+            if let Err(e) = root.delete_link(&bridge).await {
+                tracing::warn!(bridge = %bridge, error = %e, "could not remove half-made bridge");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl InterfaceDriver for BridgeDriver {
+    fn device_name(&self, port_id: &Id) -> String {
+        tap_name(NS_PREFIX, port_id)
+    }
+
+    async fn plug(&self, spec: &PlugSpec) -> Result<(), DriverError> {
+        let ns = spec.namespace.as_deref();
+        let dev = spec.device_name.as_str();
+        let context = format!("plug {dev} (port {})", spec.port_id);
+        if let Some(ns) = ns {
+            Netns::ensure(ns)
+                .await
+                .map_err(|e| driver_error(&context, e))?;
+        }
+        let inner = Handle::open(ns)
+            .await
+            .map_err(|e| driver_error(&context, e))?;
+        if inner
+            .link_exists(dev)
+            .await
+            .map_err(|e| driver_error(&context, e))?
+        {
+            // Neutron's plug of an existing device: only the MTU is fixed.
+            if let Some(mtu) = spec.mtu {
+                inner
+                    .set_mtu(dev, mtu)
+                    .await
+                    .map_err(|e| driver_error(&context, e))?;
+                let root = Handle::open(None)
+                    .await
+                    .map_err(|e| driver_error(&context, e))?;
+                let tap = root_device_name(dev);
+                if root.link_exists(&tap).await.unwrap_or(false) {
+                    root.set_mtu(&tap, mtu)
+                        .await
+                        .map_err(|e| driver_error(&context, e))?;
+                }
+            }
+            return Ok(());
+        }
+        let root = Handle::open(None)
+            .await
+            .map_err(|e| driver_error(&context, e))?;
+        let mut made = Made::default();
+        let result = self.plug_new(spec, &root, &mut made).await;
+        if result.is_err() {
+            Self::undo(&root, made).await;
+        }
+        result
+    }
+
+    async fn unplug(&self, device: &str, namespace: Option<&str>) -> Result<(), DriverError> {
+        let context = format!("unplug {device}");
+        if namespace.is_none_or(Netns::exists) {
+            let inner = Handle::open(namespace)
+                .await
+                .map_err(|e| driver_error(&context, e))?;
+            inner
+                .delete_link(device)
+                .await
+                .map_err(|e| driver_error(&context, e))?;
+        }
+        // The root end normally goes with its peer; remove it if the peer
+        // was already gone.
+        let tap = root_device_name(device);
+        if tap != device {
+            let root = Handle::open(None)
+                .await
+                .map_err(|e| driver_error(&context, e))?;
+            root.delete_link(&tap)
+                .await
+                .map_err(|e| driver_error(&context, e))?;
+        }
+        Ok(())
+    }
+
+    async fn init_l3(
+        &self,
+        device: &str,
+        cidrs: &[IpNet],
+        namespace: Option<&str>,
+    ) -> Result<(), DriverError> {
+        leasehold_netlink::init_l3(device, cidrs, namespace)
+            .await
+            .map_err(|e| driver_error(&format!("init_l3 on {device}"), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        let port = Id::new("abcdef01-1234-5678-9abc-def012345678").unwrap();
+        let net = Id::new("12345678-aaaa-bbbb-cccc-dddddddddddd").unwrap();
+        assert_eq!(BridgeDriver.device_name(&port), "ns-abcdef01-12");
+        assert_eq!(root_device_name("ns-abcdef01-12"), "tapabcdef01-12");
+        assert_eq!(bridge_name(&net), "brq12345678-aa");
+        assert!(BridgeDriver.bridged());
+    }
+}

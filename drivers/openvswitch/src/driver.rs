@@ -1,0 +1,356 @@
+//! The Open vSwitch interface driver (Neutron's `OVSInterfaceDriver`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ipnet::IpNet;
+use leasehold_core::driver::{tap_name, DriverContext, DriverError, InterfaceDriver, PlugSpec};
+use leasehold_core::model::Id;
+use leasehold_netlink::{disable_checksum_offload, format_mac, isolate_l2, Handle, Netns};
+
+use crate::errors::driver_error;
+use crate::settings::Settings;
+use crate::vsctl::{PortIds, Vsctl};
+
+/// How long to wait for an internal port's device to appear (Neutron: 10 × 1 s).
+const APPEAR_TIMEOUT: Duration = Duration::from_secs(10);
+const APPEAR_POLL: Duration = Duration::from_millis(50);
+
+/// The `openvswitch` interface driver.
+#[derive(Clone, Debug)]
+pub struct OvsDriver {
+    settings: Settings,
+    vsctl: Vsctl,
+}
+
+pub(crate) fn create(ctx: &DriverContext<'_>) -> Result<Arc<dyn InterfaceDriver>, DriverError> {
+    Ok(Arc::new(OvsDriver::new(Settings::from_options(
+        ctx.options,
+    )?)))
+}
+
+/// The root end of a veth-mode device: `ns-` replaced by `tap`.
+fn root_end(device: &str) -> String {
+    match device.strip_prefix("ns-") {
+        Some(rest) => format!("tap{rest}"),
+        None => device.to_string(),
+    }
+}
+
+impl OvsDriver {
+    /// A driver with these settings.
+    pub fn new(settings: Settings) -> Self {
+        let vsctl = Vsctl {
+            db: settings.ovsdb_connection.clone(),
+            timeout: settings.ovsdb_timeout,
+        };
+        OvsDriver { settings, vsctl }
+    }
+
+    /// Its settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The ovs-vsctl runner it uses.
+    pub fn vsctl(&self) -> &Vsctl {
+        &self.vsctl
+    }
+
+    /// Sets a real access VLAN on the port (the agent's standalone mode does
+    /// this after plugging; with an OVS L2 agent, that agent does it).
+    /// `port_name` is the OVS port: `tap…` (also in `ovs_use_veth` mode).
+    pub async fn set_port_tag(&self, port_name: &str, tag: u16) -> Result<(), DriverError> {
+        self.vsctl.set_port_tag(port_name, tag).await
+    }
+
+    async fn require_bridge(&self, bridge: &str) -> Result<(), DriverError> {
+        if self.vsctl.bridge_exists(bridge).await? {
+            return Ok(());
+        }
+        Err(DriverError::Missing {
+            what: format!("Open vSwitch bridge {bridge}"),
+            hint: format!(
+                "create it (ovs-vsctl add-br {bridge}) or set [OVS] integration_bridge to an existing bridge"
+            ),
+        })
+    }
+
+    /// Waits until `device` shows up in the root namespace (OVS makes
+    /// internal ports asynchronously).
+    async fn wait_for(root: &Handle, device: &str) -> Result<(), DriverError> {
+        let deadline = tokio::time::Instant::now() + APPEAR_TIMEOUT;
+        loop {
+            match root.link_exists(device).await {
+                Ok(true) => return Ok(()),
+                Ok(false) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(APPEAR_POLL).await
+                }
+                Ok(false) => {
+                    return Err(DriverError::Failed(format!(
+                        "OVS internal port {device} did not appear within {}s",
+                        APPEAR_TIMEOUT.as_secs()
+                    )))
+                }
+                Err(e) => return Err(driver_error(&format!("wait for {device}"), e)),
+            }
+        }
+    }
+
+    /// Moves the device into the namespace, retrying while it is not there
+    /// yet (Neutron retries on "interface not found").
+    async fn move_to(root: &Handle, device: &str, ns: &str) -> Result<(), DriverError> {
+        let deadline = tokio::time::Instant::now() + APPEAR_TIMEOUT;
+        loop {
+            match root.set_netns(device, Some(ns)).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_not_found() && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(APPEAR_POLL).await
+                }
+                Err(e) => return Err(driver_error(&format!("move {device} to {ns}"), e)),
+            }
+        }
+    }
+
+    async fn plug_internal(&self, spec: &PlugSpec, bridge: &str) -> Result<(), DriverError> {
+        let dev = spec.device_name.as_str();
+        let ns = spec.namespace.as_deref();
+        let err = |what: &str| {
+            let context = format!("plug {dev} (port {}): {what}", spec.port_id);
+            move |e| driver_error(&context, e)
+        };
+        let root = Handle::open(None).await.map_err(err("open"))?;
+        // Neutron's replace_port, first transaction: drop a stale port of
+        // that name; then any other device of that name in the root namespace.
+        self.vsctl.del_port(dev).await?;
+        if root
+            .delete_link(dev)
+            .await
+            .map_err(err("remove stale device"))?
+        {
+            tracing::info!(
+                device = dev,
+                "removed a stale device of the same name in the root namespace"
+            );
+        }
+        let mac = format_mac(&spec.mac.value().0);
+        let ids = PortIds {
+            iface_id: spec.port_id.as_str(),
+            mac: &mac,
+        };
+        self.vsctl.add_dhcp_port(bridge, dev, &ids, true).await?;
+        Self::wait_for(&root, dev).await?;
+        // The MAC is set while the device is still in the root namespace.
+        root.set_mac(dev, spec.mac.value().0)
+            .await
+            .map_err(err("set MAC"))?;
+        let inner = match ns {
+            Some(ns) => {
+                Self::move_to(&root, dev, ns).await?;
+                Handle::open(Some(ns))
+                    .await
+                    .map_err(err("open namespace"))?
+            }
+            None => root,
+        };
+        // MTU after the move: OVS caps the MTU of ports it still sees.
+        if let Some(mtu) = spec.mtu {
+            inner.set_mtu(dev, mtu).await.map_err(err("set MTU"))?;
+        }
+        inner.set_up(dev).await.map_err(err("up"))?;
+        Ok(())
+    }
+
+    async fn plug_veth(&self, spec: &PlugSpec, bridge: &str) -> Result<(), DriverError> {
+        let dev = spec.device_name.as_str();
+        let tap = root_end(dev);
+        let ns = spec.namespace.as_deref();
+        let err = |what: &str| {
+            let context = format!("plug {dev} (port {}): {what}", spec.port_id);
+            move |e| driver_error(&context, e)
+        };
+        if tap == dev {
+            return Err(DriverError::Failed(format!(
+                "with ovs_use_veth the device name {dev:?} must start with \"ns-\""
+            )));
+        }
+        let root = Handle::open(None).await.map_err(err("open"))?;
+        self.vsctl.del_port(&tap).await?;
+        root.delete_link(&tap)
+            .await
+            .map_err(err("remove stale device"))?;
+        if ns.is_some() {
+            root.delete_link(dev)
+                .await
+                .map_err(err("remove stale device"))?;
+        }
+        root.add_veth(&tap, dev, ns)
+            .await
+            .map_err(err("add veth"))?;
+        isolate_l2(None, &tap)
+            .await
+            .map_err(err("isolate root end"))?;
+        let mac = format_mac(&spec.mac.value().0);
+        let ids = PortIds {
+            iface_id: spec.port_id.as_str(),
+            mac: &mac,
+        };
+        self.vsctl.add_dhcp_port(bridge, &tap, &ids, false).await?;
+        let inner = Handle::open(ns).await.map_err(err("open namespace"))?;
+        inner
+            .set_mac(dev, spec.mac.value().0)
+            .await
+            .map_err(err("set MAC"))?;
+        if let Some(mtu) = spec.mtu {
+            root.set_mtu(&tap, mtu).await.map_err(err("set MTU"))?;
+            inner.set_mtu(dev, mtu).await.map_err(err("set MTU"))?;
+        }
+        // Without this, DHCP replies over a userspace datapath carry
+        // unfilled checksums; harmless on the kernel datapath.
+        disable_checksum_offload(ns, dev)
+            .await
+            .map_err(err("disable checksum offload"))?;
+        root.set_up(&tap).await.map_err(err("root end up"))?;
+        inner.set_up(dev).await.map_err(err("up"))?;
+        Ok(())
+    }
+
+    /// Removes the port and whatever device of ours is left; every step is
+    /// tried, the first error is reported.
+    async fn remove(&self, device: &str, namespace: Option<&str>) -> Result<(), DriverError> {
+        let port = if self.settings.ovs_use_veth {
+            root_end(device)
+        } else {
+            device.to_string()
+        };
+        let mut first: Option<DriverError> = None;
+        let mut note = |r: Result<(), DriverError>| {
+            if let Err(e) = r {
+                tracing::warn!(device, error = %e, "unplug step failed");
+                first.get_or_insert(e);
+            }
+        };
+        note(self.vsctl.del_port(&port).await);
+        let context = format!("unplug {device}");
+        if namespace.is_none_or(Netns::exists) {
+            let r = async {
+                Handle::open(namespace).await?.delete_link(device).await?;
+                Ok::<_, leasehold_netlink::Error>(())
+            }
+            .await;
+            note(r.map_err(|e| driver_error(&context, e)));
+        }
+        if port != device || namespace.is_some() {
+            let r = async {
+                Handle::open(None).await?.delete_link(&port).await?;
+                Ok::<_, leasehold_netlink::Error>(())
+            }
+            .await;
+            note(r.map_err(|e| driver_error(&context, e)));
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+#[async_trait]
+impl InterfaceDriver for OvsDriver {
+    fn device_name(&self, port_id: &Id) -> String {
+        let prefix = if self.settings.ovs_use_veth {
+            "ns-"
+        } else {
+            "tap"
+        };
+        tap_name(prefix, port_id)
+    }
+
+    async fn plug(&self, spec: &PlugSpec) -> Result<(), DriverError> {
+        let ns = spec.namespace.as_deref();
+        let dev = spec.device_name.as_str();
+        let context = format!("plug {dev} (port {})", spec.port_id);
+        if let Some(ns) = ns {
+            Netns::ensure(ns)
+                .await
+                .map_err(|e| driver_error(&context, e))?;
+        }
+        let inner = Handle::open(ns)
+            .await
+            .map_err(|e| driver_error(&context, e))?;
+        if inner
+            .link_exists(dev)
+            .await
+            .map_err(|e| driver_error(&context, e))?
+        {
+            // Neutron's plug of an existing device: only the MTU is fixed.
+            if let Some(mtu) = spec.mtu {
+                inner
+                    .set_mtu(dev, mtu)
+                    .await
+                    .map_err(|e| driver_error(&context, e))?;
+                if self.settings.ovs_use_veth {
+                    let root = Handle::open(None)
+                        .await
+                        .map_err(|e| driver_error(&context, e))?;
+                    let tap = root_end(dev);
+                    if root.link_exists(&tap).await.unwrap_or(false) {
+                        root.set_mtu(&tap, mtu)
+                            .await
+                            .map_err(|e| driver_error(&context, e))?;
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let bridge = spec
+            .bridge
+            .clone()
+            .unwrap_or_else(|| self.settings.integration_bridge.clone());
+        self.require_bridge(&bridge).await?;
+        let result = if self.settings.ovs_use_veth {
+            self.plug_veth(spec, &bridge).await
+        } else {
+            self.plug_internal(spec, &bridge).await
+        };
+        if let Err(e) = &result {
+            tracing::warn!(device = dev, error = %e, "plug failed; removing what was made");
+            if let Err(undo) = self.remove(dev, ns).await {
+                tracing::warn!(device = dev, error = %undo, "could not remove a half-made port");
+            }
+        }
+        result
+    }
+
+    async fn unplug(&self, device: &str, namespace: Option<&str>) -> Result<(), DriverError> {
+        self.remove(device, namespace).await
+    }
+
+    async fn init_l3(
+        &self,
+        device: &str,
+        cidrs: &[IpNet],
+        namespace: Option<&str>,
+    ) -> Result<(), DriverError> {
+        leasehold_netlink::init_l3(device, cidrs, namespace)
+            .await
+            .map_err(|e| driver_error(&format!("init_l3 on {device}"), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names() {
+        let port = Id::new("abcdef01-1234-5678-9abc-def012345678").unwrap();
+        let d = OvsDriver::new(Settings::default());
+        assert_eq!(d.device_name(&port), "tapabcdef01-12");
+        let v = OvsDriver::new(Settings {
+            ovs_use_veth: true,
+            ..Settings::default()
+        });
+        assert_eq!(v.device_name(&port), "ns-abcdef01-12");
+        assert_eq!(root_end("ns-abcdef01-12"), "tapabcdef01-12");
+        assert!(d.bridged());
+    }
+}

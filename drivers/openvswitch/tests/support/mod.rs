@@ -1,0 +1,2 @@
+//! Test support shared by this crate's privileged tests.
+pub mod ovs;

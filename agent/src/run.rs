@@ -173,6 +173,7 @@ pub async fn run(loaded: Loaded, host_net: Arc<dyn HostNet>) -> anyhow::Result<(
     if let Some(w) = watcher {
         tokio::spawn(w.run(events_tx.clone(), reread_rx, stop.clone()));
     }
+    let rabbit_for_metrics = rabbit_api.clone();
     if let Some(api) = rabbit_api {
         let report_interval = o.get_float("AGENT", "report_interval")?.unwrap_or(30.0);
         if report_interval > 0.0 {
@@ -196,6 +197,29 @@ pub async fn run(loaded: Loaded, host_net: Arc<dyn HostNet>) -> anyhow::Result<(
         }
     }
 
+    let metrics_listen = o.str_or("DEFAULT", "metrics_listen", "")?;
+    if !metrics_listen.is_empty() {
+        let addr: std::net::SocketAddr = metrics_listen
+            .parse()
+            .map_err(|e| anyhow::anyhow!("[DEFAULT] metrics_listen = {metrics_listen:?}: {e}"))?;
+        let sources = crate::metrics::Sources {
+            dispatcher: dispatcher.clone(),
+            rpc: rabbit_for_metrics.clone(),
+            dnsmasq: leasehold_dnsmasq::monitor::ProcessMonitor::shared_if_made(),
+        };
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(addr, sources, stop).await {
+                tracing::error!(%addr, "metrics endpoint failed: {e}");
+            }
+        });
+    }
+    // check_child_processes_action = exit: a dead dnsmasq stops the agent so a supervisor acts.
+    let mut exit_requests = match leasehold_dnsmasq::monitor::ProcessMonitor::shared_if_made() {
+        Some(m) => m.exit_requests(),
+        None => watch::channel(None).1,
+    };
+
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -209,6 +233,13 @@ pub async fn run(loaded: Loaded, host_net: Arc<dyn HostNet>) -> anyhow::Result<(
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: re-reading the networks file (configuration changes need a restart)");
                 let _ = reread_tx.try_send(());
+            }
+            Ok(()) = exit_requests.changed() => {
+                if let Some(request) = exit_requests.borrow().clone() {
+                    tracing::error!("exiting as check_child_processes_action = exit asks: {request:?}");
+                    let _ = stop_tx.send(true);
+                    anyhow::bail!("a child process died and check_child_processes_action = exit");
+                }
             }
             _ = term.recv() => break,
             _ = int.recv() => break,

@@ -13,6 +13,7 @@ struct Standalone {
     dir: tempfile::TempDir,
     net_id: String,
     agent: Option<Child>,
+    metrics_port: u16,
 }
 
 impl Standalone {
@@ -27,9 +28,10 @@ impl Standalone {
         std::fs::write(
             s.dir.path().join("agent.ini"),
             format!(
-                "[DEFAULT]\ntransport_url = file://networks.json\nstate_path = {}\ninterface_driver = linuxbridge\nhost = lh-e2e-{}\ndns_domain = e2e.test\n[AGENT]\ncheck_child_processes_interval = 5\n",
+                "[DEFAULT]\ntransport_url = file://networks.json\nstate_path = {}\ninterface_driver = linuxbridge\nhost = lh-e2e-{}\ndns_domain = e2e.test\nmetrics_listen = 127.0.0.1:{}\n[AGENT]\ncheck_child_processes_interval = 5\n",
                 s.dir.path().join("state").display(),
-                std::process::id()
+                std::process::id(),
+                s.metrics_port
             ),
         )
         .unwrap();
@@ -116,6 +118,18 @@ impl Standalone {
         (!zombie && String::from_utf8_lossy(&cmdline).contains(&self.net_id)).then_some(pid)
     }
 
+    /// One scrape of the metrics endpoint.
+    fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)) else {
+            return String::new();
+        };
+        let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        text
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
     }
@@ -177,6 +191,12 @@ fn standalone_serves_changes_survives_restart_and_cleans_up() {
     assert_eq!(lease.get("dns"), "198.51.100.53");
     assert_eq!(lease.get("domain"), "e2e.test");
     assert_eq!(lease.get("mtu"), "1400");
+    let metrics = s.metrics();
+    assert!(metrics.contains("leasehold_networks 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("leasehold_driver_calls_total{action=\"enable\"} 1\n"),
+        "{metrics}"
+    );
 
     // A changed port address and a new port are served after the file changes.
     s.write_networks(&[s.port(1, "198.51.100.20"), s.port(2, "198.51.100.21")]);

@@ -14,6 +14,7 @@ pub const AGENT_OPTIONS: &[OptionSpec] = &[
     OptionSpec::str("DEFAULT", "interface_driver", Some("openvswitch"), "Interface driver: openvswitch, linuxbridge, null, a Neutron class path or a plugin's driver."),
     OptionSpec::str("DEFAULT", "dhcp_driver", Some("neutron.agent.linux.dhcp.Dnsmasq"), "DHCP driver: dnsmasq, its Neutron class path, or a plugin's driver."),
     OptionSpec::str("DEFAULT", "base_mac", Some("fa:16:3e:00:00:00"), "Embedded mode: the first three bytes of DHCP port MACs."),
+    OptionSpec::str("DEFAULT", "metrics_listen", Some(""), "Leasehold: address:port of the Prometheus /metrics endpoint; empty turns it off."),
     OptionSpec::list("DEFAULT", "driver_plugins", "", "Leasehold: comma-separated .so driver plugins to load."),
     // Sync.
     OptionSpec::int("DEFAULT", "resync_interval", Some("5"), Some(1), None, "Longest wait in seconds between checks for pending resyncs."),

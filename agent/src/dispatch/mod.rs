@@ -195,6 +195,10 @@ pub struct DispatcherStats {
     pub resyncs_scheduled: u64,
     /// `sync_state` runs.
     pub syncs: u64,
+    /// Time spent in completed syncs.
+    pub sync_time_total: Duration,
+    /// Duration of the last completed sync.
+    pub last_sync_time: Duration,
     /// Port ids reported ready to the server.
     pub ready_ports_sent: u64,
     /// Failed `dhcp_ready_on_ports` calls.
@@ -225,6 +229,8 @@ struct Counters {
     driver_failures: AtomicU64,
     resyncs_scheduled: AtomicU64,
     syncs: AtomicU64,
+    sync_micros_total: AtomicU64,
+    last_sync_micros: AtomicU64,
     ready_ports_sent: AtomicU64,
     ready_ports_failures: AtomicU64,
 }
@@ -401,6 +407,8 @@ impl Dispatcher {
             driver_failures: get(&c.driver_failures),
             resyncs_scheduled: get(&c.resyncs_scheduled),
             syncs: get(&c.syncs),
+            sync_time_total: Duration::from_micros(get(&c.sync_micros_total)),
+            last_sync_time: Duration::from_micros(get(&c.last_sync_micros)),
             ready_ports_sent: get(&c.ready_ports_sent),
             ready_ports_failures: get(&c.ready_ports_failures),
             queue_depth: self.queue.depth(),

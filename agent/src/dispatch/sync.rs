@@ -28,6 +28,7 @@ impl Dispatcher {
     /// The sync proper: a `None` key (or no key) means all networks.
     pub(super) async fn sync_keys(&self, keys: Vec<Option<Id>>) -> Result<(), SyncError> {
         let _exclusive = self.sync_lock.write().await;
+        let started = std::time::Instant::now();
         bump(&self.counters.syncs);
         let only: Option<HashSet<Id>> = if keys.is_empty() || keys.iter().any(Option::is_none) {
             None
@@ -101,17 +102,60 @@ impl Dispatcher {
                 }
             })
             .collect();
+        let progress = SyncProgress::new(to_configure.len());
         stream::iter(to_configure)
-            .for_each_concurrent(self.config.num_sync_threads.max(1), |net| {
-                self.configure_dhcp_for_network(net)
+            .for_each_concurrent(self.config.num_sync_threads.max(1), |net| async {
+                self.configure_dhcp_for_network(net).await;
+                progress.one_done();
             })
             .await;
 
         // Ports created while we were away may be waiting for us.
         let ports = lock(&self.cache).get_port_ids(only.as_ref());
         lock(&self.ready).extend(ports, false);
-        tracing::info!("synchronizing state complete");
+        let elapsed = started.elapsed();
+        self.counters.sync_micros_total.fetch_add(
+            elapsed.as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.counters.last_sync_micros.store(
+            elapsed.as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        tracing::info!(
+            seconds = elapsed.as_secs_f64(),
+            "synchronizing state complete"
+        );
         Ok(())
+    }
+}
+
+/// Logs "n of N networks" at most every two seconds during a long sync.
+struct SyncProgress {
+    total: usize,
+    done: std::sync::atomic::AtomicUsize,
+    last_log: std::sync::Mutex<std::time::Instant>,
+}
+
+impl SyncProgress {
+    fn new(total: usize) -> Self {
+        SyncProgress {
+            total,
+            done: Default::default(),
+            last_log: std::sync::Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    fn one_done(&self) {
+        let done = self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let mut last = lock(&self.last_log);
+        if done == self.total || last.elapsed() >= std::time::Duration::from_secs(2) {
+            *last = std::time::Instant::now();
+            tracing::info!(
+                "sync progress: {done} of {} networks configured",
+                self.total
+            );
+        }
     }
 }
 

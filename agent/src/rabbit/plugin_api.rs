@@ -25,6 +25,16 @@ pub struct RabbitPluginApi {
     base_timeout: Duration,
     max_timeout: Duration,
     timeouts: Mutex<HashMap<&'static str, Duration>>,
+    counts: Mutex<std::collections::BTreeMap<&'static str, RpcCounts>>,
+}
+
+/// Calls and failures of one RPC method, for metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RpcCounts {
+    /// Calls made.
+    pub calls: u64,
+    /// Calls that failed (timeout, remote exception, transport).
+    pub errors: u64,
 }
 
 impl RabbitPluginApi {
@@ -41,7 +51,21 @@ impl RabbitPluginApi {
             base_timeout,
             max_timeout,
             timeouts: Mutex::default(),
+            counts: Mutex::default(),
         }
+    }
+
+    /// Calls and failures per method so far.
+    pub fn rpc_counts(&self) -> Vec<(&'static str, RpcCounts)> {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    fn count(&self, method: &'static str, failed: bool) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let c = counts.entry(method).or_default();
+        c.calls += 1;
+        c.errors += u64::from(failed);
     }
 
     async fn call(
@@ -60,6 +84,7 @@ impl RabbitPluginApi {
             .rabbit
             .call(PLUGIN_TOPIC, method, args, version, Some(timeout))
             .await;
+        self.count(method, result.is_err());
         if let Err(RpcError::Timeout { .. }) = &result {
             let doubled = (timeout * 2).min(self.max_timeout);
             self.timeouts
@@ -113,9 +138,12 @@ impl RabbitPluginApi {
             .format("%Y-%m-%dT%H:%M:%S%.6f")
             .to_string();
         let args = json!({"agent_state": {"agent_state": agent_state}, "time": time});
-        self.rabbit
+        let result = self
+            .rabbit
             .call(REPORTS_TOPIC, "report_state", args, "1.4", Some(timeout))
-            .await
+            .await;
+        self.count("report_state", result.is_err());
+        result
     }
 }
 

@@ -300,7 +300,10 @@ impl DnsmasqDriver {
                 .collect::<BTreeMap<_, _>>(),
             dnsmasq_host_tag_support: Some(probe.host_tag_support),
             interface_driver_bridged: Some(device.bridged),
-            existing_leases_file: std::fs::read_to_string(dir.join("leases")).ok(),
+            existing_leases_file: dir
+                .join("leases")
+                .exists()
+                .then(|| release::read_leases_file(&dir.join("leases"))),
             pid_file: Some(dir.join("pid").display().to_string()),
             conf_dir: Some(dir.display().to_string()),
         };
@@ -591,8 +594,7 @@ impl DhcpDriver for DnsmasqDriver {
         if running.is_some() {
             let old_hosts = std::fs::read_to_string(dir.join("host")).unwrap_or_default();
             let leases_path = dir.join("leases");
-            let leases =
-                release::parse_leases(&std::fs::read_to_string(&leases_path).unwrap_or_default());
+            let leases = release::parse_leases(&release::read_leases_file(&leases_path));
             let releases = release::unused_leases(network, &old_hosts, &leases);
             if !releases.is_empty() {
                 let ns = device.namespace.clone();

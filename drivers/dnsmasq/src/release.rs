@@ -105,6 +105,22 @@ pub fn parse_leases(text: &str) -> Leases {
     leases
 }
 
+/// Reads dnsmasq's lease file as a whole: dnsmasq rewrites it in place
+/// (truncate, then write), so a read may catch it empty or half written.
+/// Reads until two consecutive reads agree (at most 50 tries).
+pub fn read_leases_file(path: &Path) -> String {
+    let mut last = std::fs::read_to_string(path).unwrap_or_default();
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_micros(500));
+        let now = std::fs::read_to_string(path).unwrap_or_default();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    last
+}
+
 /// An (address, MAC, client-id) triple as the reference compares them.
 type Holder = (IpAddr, String, Option<String>);
 
@@ -331,9 +347,39 @@ pub(crate) fn server_for(ip: Ipv4Addr, addrs: &[(Ipv4Addr, u8)]) -> Option<Ipv4A
         .map(|(a, _)| *a)
 }
 
-/// How many packets go out back to back before a short pause: dnsmasq's
-/// socket buffer holds a few hundred, and a burst beyond that is dropped.
-const BURST: usize = 64;
+/// Packets sent between two looks at dnsmasq's receive queue.
+const BURST: usize = 32;
+
+/// Receive-queue fill (bytes of kernel memory) above which sending waits:
+/// dnsmasq's DHCP socket holds about 200 KB (~150 packets) and drops beyond.
+const QUEUE_HIGH: u64 = 96 * 1024;
+
+/// Bytes queued on the namespace's UDP sockets bound to port 67, read from
+/// `/proc/thread-self/net/udp` (this thread's namespace).
+fn dhcp_queue_bytes() -> u64 {
+    let text = std::fs::read_to_string("/proc/thread-self/net/udp").unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let local = f.get(1)?;
+            if !local.ends_with(":0043") {
+                return None;
+            }
+            let rx = f.get(4)?.split(':').nth(1)?;
+            u64::from_str_radix(rx, 16).ok()
+        })
+        .sum()
+}
+
+/// Waits (up to 1 s) until dnsmasq has worked its queue down, so a large
+/// batch is not dropped by its socket buffer.
+fn wait_for_queue() {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while dhcp_queue_bytes() > QUEUE_HIGH && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
 
 /// Sends DHCPv4 releases through one socket bound to `iface` inside
 /// `namespace`; returns how many were sent. Blocking.
@@ -364,7 +410,7 @@ pub fn send_v4(
                 continue;
             };
             if i > 0 && i % BURST == 0 {
-                std::thread::sleep(Duration::from_millis(1));
+                wait_for_queue();
             }
             let pkt = release_packet(*ip, mac, cid.as_deref(), server);
             match sock.send_to(&pkt, SocketAddrV4::new(server, 67)) {
@@ -465,6 +511,8 @@ pub struct ReleaseReport {
     pub sent_v6: usize,
     /// Addresses still in the lease file after the last round.
     pub remaining: Vec<IpAddr>,
+    /// Time spent building and sending the DHCPv4 packets (all rounds).
+    pub send_time: Duration,
 }
 
 /// Rounds of sending before giving up (Neutron: 3).
@@ -486,10 +534,12 @@ pub fn release_and_confirm(
         if pending.is_empty() {
             break;
         }
+        let t = Instant::now();
         match send_v4(namespace, iface, &pending) {
             Ok(n) => report.sent_v4 += n,
             Err(e) => tracing::warn!(%iface, "DHCPv4 releases failed: {e}"),
         }
+        report.send_time += t.elapsed();
         for r in pending.iter().filter(|r| matches!(r, Release::V6 { .. })) {
             match send_v6(namespace, iface, r) {
                 Ok(_) => report.sent_v6 += 1,
@@ -498,8 +548,7 @@ pub fn release_and_confirm(
         }
         let deadline = Instant::now() + ROUND_WAIT;
         loop {
-            let text = std::fs::read_to_string(leases_file).unwrap_or_default();
-            let now = parse_leases(&text);
+            let now = parse_leases(&read_leases_file(leases_file));
             pending.retain(|r| now.by_ip.contains_key(&r.ip()));
             if pending.is_empty() || Instant::now() >= deadline {
                 break;

@@ -200,3 +200,37 @@ fn zombie_dnsmasq_children() -> usize {
     }
     n
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_action_asks_the_agent_to_exit_instead_of_respawning() {
+    if !privileged("exit_action_asks_the_agent_to_exit_instead_of_respawning") {
+        return;
+    }
+    let fx = Fixture::new(false);
+    let mon = leasehold_dnsmasq::monitor::ProcessMonitor::new(
+        leasehold_dnsmasq::monitor::MonitorConfig {
+            action: leasehold_dnsmasq::monitor::ChildAction::Exit,
+            interval: None,
+        },
+    );
+    let mut exits = mon.exit_requests();
+    let driver = fx.driver(ReloadByRestart::Auto, &mon);
+    let net = fx.network(vec![port(1, MAC_A, "198.51.100.31")], false);
+    driver.enable(&net, &fx.device()).await.unwrap();
+    let pid = fx.dnsmasq_pid().unwrap();
+    // SAFETY: killing the dnsmasq this test's driver started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    tokio::time::timeout(Duration::from_secs(1), exits.changed())
+        .await
+        .expect("no exit request within 1 s")
+        .unwrap();
+    let req = exits.borrow().clone().unwrap();
+    assert_eq!(req.uuid, fx.net_id);
+    assert_eq!(req.service, "dnsmasq");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !driver.active(&fx.id()).await,
+        "respawned although action = exit"
+    );
+    assert_eq!(mon.counters().snapshot().respawns, 0);
+}

@@ -157,6 +157,12 @@ impl Drop for Env {
     }
 }
 
+/// Pings until one answer comes, at most 5 tries: the switch may still be
+/// applying a change (a new VLAN tag, flows being revalidated).
+fn ping_eventually(ns: &str, addr: &str) -> bool {
+    (0..5).any(|_| ping(ns, addr))
+}
+
 fn ping(ns: &str, addr: &str) -> bool {
     let out = Command::new("ip")
         .args(["netns", "exec", ns, "ping", "-c", "1", "-W", "2", addr])
@@ -232,8 +238,8 @@ async fn lifecycle(veth: bool) {
     driver.set_port_tag(&tap, 7).await.unwrap();
     assert_eq!(get("Port", &tap, "tag"), "7");
     assert_eq!(get("Port", &tap, "trunks"), "[]");
-    assert!(ping(&env.ns_a, "198.51.100.3"), "A pings B");
-    assert!(ping(&env.ns_b, "198.51.100.2"), "B pings A");
+    assert!(ping_eventually(&env.ns_a, "198.51.100.3"), "A pings B");
+    assert!(ping_eventually(&env.ns_b, "198.51.100.2"), "B pings A");
 
     // Plug again: nothing recreated, only the MTU fixed.
     driver.plug(&env.spec(&driver, Some(1450))).await.unwrap();

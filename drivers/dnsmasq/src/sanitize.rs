@@ -38,14 +38,11 @@
 //! 5. an extra option with a `null` value (other than client-id) → left out;
 //!    Neutron would fail the whole opts file on it.
 
-use std::borrow::Cow;
-use std::collections::HashSet;
-
 use leasehold_core::model::{Network, Port, Warning};
 
 use crate::config::{is_control, DnsmasqConfig};
 use crate::render::opts::{cut_at_newline, split_option_name};
-use crate::render::{for_each_host_of_port, Index, Names};
+use crate::render::{for_each_host_of_port, needs_host_entries, HostEntry, Index, Names};
 
 /// Longest extra-option line we write (dnsmasq splits lines at 1024 bytes).
 pub const MAX_OPTION_LINE: usize = 1000;
@@ -54,63 +51,222 @@ pub const MAX_NAME: usize = 255;
 /// Longest offending value quoted in a warning.
 const MAX_WARNING_VALUE: usize = 120;
 
+/// What sanitizing decided for one port.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortVerdict {
+    /// The port gets no `host`, `addn_hosts` or `leases` entries.
+    pub hidden: bool,
+    /// Indices (ascending) of `extra_dhcp_opts` left out.
+    pub dropped_opts: Vec<usize>,
+}
+
+/// The verdict of a port nothing was found wrong with.
+static CLEAN: PortVerdict = PortVerdict {
+    hidden: false,
+    dropped_opts: Vec::new(),
+};
+
+impl PortVerdict {
+    /// Whether nothing is left out.
+    pub fn is_clean(&self) -> bool {
+        !self.hidden && self.dropped_opts.is_empty()
+    }
+
+    /// Whether the option at `index` is left out.
+    pub fn drops(&self, index: usize) -> bool {
+        self.dropped_opts.binary_search(&index).is_ok()
+    }
+
+    /// How many of the port's extra options remain.
+    pub fn remaining_opts(&self, port: &Port) -> usize {
+        port.extra_dhcp_opts.len() - self.dropped_opts.len()
+    }
+}
+
 /// A network checked by [`sanitize`]: what the renderers may write.
 #[derive(Debug)]
 pub struct Sanitized<'a> {
-    network: Cow<'a, Network>,
-    hidden: HashSet<usize>,
+    network: &'a Network,
+    /// (port index, verdict) for the ports that are not clean, by index.
+    verdicts: Vec<(usize, PortVerdict)>,
 }
 
 impl<'a> Sanitized<'a> {
-    /// The network, minus the extra options that were left out.
-    pub fn network(&self) -> &Network {
-        &self.network
+    /// Assembles one from verdicts of [`Checker::check_port`], sorted by index.
+    pub(crate) fn from_parts(network: &'a Network, verdicts: Vec<(usize, PortVerdict)>) -> Self {
+        Sanitized { network, verdicts }
     }
 
-    /// Whether the port at `index` is left out of `host`, `addn_hosts` and `leases`.
-    pub fn hides_host_entries(&self, index: usize) -> bool {
-        self.hidden.contains(&index)
+    /// The network as received; what is left out is in the verdicts.
+    pub fn network(&self) -> &'a Network {
+        self.network
+    }
+
+    /// The verdict for the port at `index`.
+    pub fn verdict(&self, index: usize) -> &PortVerdict {
+        match self.verdicts.binary_search_by_key(&index, |(i, _)| *i) {
+            Ok(pos) => &self.verdicts[pos].1,
+            Err(_) => &CLEAN,
+        }
     }
 }
 
-/// Checks a network; returns what may be rendered and a warning per element left
-/// out or cut. Borrows the network unless an option has to be removed.
+/// Checks a network; returns what may be rendered and a warning per element
+/// left out or cut.
 pub fn sanitize<'a>(network: &'a Network, config: &DnsmasqConfig) -> (Sanitized<'a>, Vec<Warning>) {
     let mut warnings = Vec::new();
-    let mut hidden = HashSet::new();
-    let mut drop_opts: Vec<(usize, Vec<usize>)> = Vec::new();
+    let checker = Checker::new(network, config);
     let idx = Index::new(network);
-    let net_id = network.id.as_str();
-
+    let mut verdicts = Vec::new();
     for (pi, port) in network.ports.iter().enumerate() {
+        let v = checker.check_port(&idx, port, &mut warnings);
+        if !v.is_clean() {
+            verdicts.push((pi, v));
+        }
+    }
+    (Sanitized { network, verdicts }, warnings)
+}
+
+/// A host name or fqdn that may not be written.
+#[derive(Debug)]
+pub(crate) struct NameProblem<'e> {
+    field: String,
+    value: &'e str,
+    why: String,
+}
+
+/// Checks ports one at a time (`render_all` interleaves this with rendering
+/// each port, so a port's data is read while it is in cache).
+pub(crate) struct Checker<'c> {
+    network_id: &'c str,
+    config: &'c DnsmasqConfig,
+    domain_problem: Option<String>,
+}
+
+impl<'c> Checker<'c> {
+    pub(crate) fn new(network: &'c Network, config: &'c DnsmasqConfig) -> Self {
+        Checker {
+            network_id: network.id.as_str(),
+            config,
+            domain_problem: bad_name_text(&config.dns_domain),
+        }
+    }
+
+    /// The verdict for one port; warnings for what is left out or cut.
+    pub(crate) fn check_port<'a>(
+        &self,
+        idx: &Index<'a>,
+        port: &'a Port,
+        warnings: &mut Vec<Warning>,
+    ) -> PortVerdict {
+        let mut verdict = self.check_options(port, warnings);
+        if !needs_host_entries(port) || verdict.hidden {
+            return verdict;
+        }
+        let mut bad = None;
+        for_each_host_of_port(idx, self.config, port, false, false, |e| {
+            if bad.is_none() {
+                bad = self.name_problem(port, &e);
+            }
+        });
+        if let Some(problem) = bad {
+            self.hide_for_name(port, problem, &mut verdict, warnings);
+        }
+        verdict
+    }
+
+    /// Records a bad name: the port loses its host entries.
+    pub(crate) fn hide_for_name(
+        &self,
+        port: &Port,
+        problem: NameProblem<'_>,
+        verdict: &mut PortVerdict,
+        warnings: &mut Vec<Warning>,
+    ) {
+        warnings.push(self.warning(
+            port,
+            problem.field,
+            problem.value,
+            format!(
+                "host name {}; port left out of host, addn_hosts and leases",
+                problem.why
+            ),
+        ));
+        verdict.hidden = true;
+    }
+
+    fn warning(&self, port: &Port, field: String, value: &str, reason: String) -> Warning {
+        Warning {
+            network_id: self.network_id.to_string(),
+            port_id: Some(port.id.to_string()),
+            field,
+            value: shorten(value),
+            reason,
+        }
+    }
+
+    /// What is wrong with the names of one host entry, if anything.
+    pub(crate) fn name_problem<'e>(
+        &self,
+        port: &Port,
+        e: &HostEntry<'e>,
+    ) -> Option<NameProblem<'e>> {
+        match e.names {
+            Names::Assigned(d) => {
+                for (what, name) in [("hostname", d.hostname.as_str()), ("fqdn", d.fqdn.as_str())] {
+                    if let Some(why) = bad_name_text(name) {
+                        let k = assignment_index(port, d).unwrap_or(0);
+                        return Some(NameProblem {
+                            field: format!("dns_assignment[{k}].{what}"),
+                            value: name,
+                            why,
+                        });
+                    }
+                }
+                None
+            }
+            // `host-<address>` is safe; only the domain part can be bad.
+            Names::Generated { ip, domain } => {
+                let why = match &self.domain_problem {
+                    Some(why) => why.clone(),
+                    None if "host-".len() + ip.len() + 1 + domain.len() > MAX_NAME => {
+                        format!("makes a name longer than {MAX_NAME} bytes")
+                    }
+                    None => return None,
+                };
+                Some(NameProblem {
+                    field: "dns_domain".into(),
+                    value: domain,
+                    why,
+                })
+            }
+        }
+    }
+
+    /// Checks the port's extra DHCP options.
+    pub(crate) fn check_options(&self, port: &Port, warnings: &mut Vec<Warning>) -> PortVerdict {
+        let mut verdict = PortVerdict::default();
         let warn = |warnings: &mut Vec<Warning>, field: String, value: &str, reason: String| {
-            warnings.push(Warning {
-                network_id: net_id.to_string(),
-                port_id: Some(port.id.to_string()),
-                field,
-                value: shorten(value),
-                reason,
-            });
+            warnings.push(self.warning(port, field, value, reason));
         };
 
         // Extra DHCP options.
         let client_id_index = port.extra_dhcp_opts.iter().position(|o| o.is_client_id());
-        let mut dropped = Vec::new();
         for (oi, opt) in port.extra_dhcp_opts.iter().enumerate() {
             let field = |what: &str| format!("extra_dhcp_opts[{oi}].{what}");
             if opt.is_client_id() {
-                if Some(oi) == client_id_index && port.requires_dhcp_configuration() {
+                if Some(oi) == client_id_index && needs_host_entries(port) {
                     if let Some(value) = opt.opt_value.as_deref() {
                         if let Some(why) = bad_client_id(value) {
                             warn(
-                                &mut warnings,
+                                warnings,
                                 field("opt_value"),
                                 value,
                                 format!(
                                     "client-id {why}; port left out of host, addn_hosts and leases"
                                 ),
                             );
-                            hidden.insert(pi);
+                            verdict.hidden = true;
                         }
                     }
                 }
@@ -118,33 +274,33 @@ pub fn sanitize<'a>(network: &'a Network, config: &DnsmasqConfig) -> (Sanitized<
             }
             let Some(value) = opt.opt_value.as_deref() else {
                 warn(
-                    &mut warnings,
+                    warnings,
                     field("opt_value"),
                     "null",
                     format!("option {:?} has no value; option left out", opt.opt_name),
                 );
-                dropped.push(oi);
+                verdict.dropped_opts.push(oi);
                 continue;
             };
             let (name, value_cut) = (cut_at_newline(&opt.opt_name), cut_at_newline(value));
             if let Some(c) = name.chars().find(|c| is_control(*c)) {
                 warn(
-                    &mut warnings,
+                    warnings,
                     field("opt_name"),
                     &opt.opt_name,
                     format!("control character {c:?}; option left out"),
                 );
-                dropped.push(oi);
+                verdict.dropped_opts.push(oi);
                 continue;
             }
             if let Some(c) = value_cut.chars().find(|c| is_control(*c)) {
                 warn(
-                    &mut warnings,
+                    warnings,
                     field("opt_value"),
                     value,
                     format!("control character {c:?}; option left out"),
                 );
-                dropped.push(oi);
+                verdict.dropped_opts.push(oi);
                 continue;
             }
             let (extra_tag, bare) = split_option_name(name);
@@ -156,20 +312,25 @@ pub fn sanitize<'a>(network: &'a Network, config: &DnsmasqConfig) -> (Sanitized<
                 + 1
                 + value_cut.len();
             if line_len > MAX_OPTION_LINE {
+                let (what, text) = if name.len() >= value_cut.len() {
+                    ("opt_name", opt.opt_name.as_str())
+                } else {
+                    ("opt_value", value)
+                };
                 warn(
-                    &mut warnings,
-                    field("opt_value"),
-                    value,
+                    warnings,
+                    field(what),
+                    text,
                     format!(
                         "option line of {line_len} bytes exceeds {MAX_OPTION_LINE} (dnsmasq would read the rest as a new line); option left out"
                     ),
                 );
-                dropped.push(oi);
+                verdict.dropped_opts.push(oi);
                 continue;
             }
             if opt.opt_name.contains('\n') {
                 warn(
-                    &mut warnings,
+                    warnings,
                     field("opt_name"),
                     &opt.opt_name,
                     "cut at the first newline, as Neutron does".into(),
@@ -177,71 +338,16 @@ pub fn sanitize<'a>(network: &'a Network, config: &DnsmasqConfig) -> (Sanitized<
             }
             if value.contains('\n') {
                 warn(
-                    &mut warnings,
+                    warnings,
                     field("opt_value"),
                     value,
                     "cut at the first newline, as Neutron does".into(),
                 );
             }
         }
-        if !dropped.is_empty() {
-            drop_opts.push((pi, dropped));
-        }
 
-        // Names written to host and addn_hosts.
-        if !port.requires_dhcp_configuration() || hidden.contains(&pi) {
-            continue;
-        }
-        let mut bad_name: Option<(String, String, String)> = None;
-        for_each_host_of_port(&idx, config, port, false, false, |e| {
-            if bad_name.is_some() {
-                return;
-            }
-            let mut hostname = String::new();
-            let mut fqdn = String::new();
-            e.names.write_hostname(&mut hostname);
-            e.names.write_fqdn(&mut fqdn);
-            for (what, name) in [("hostname", &hostname), ("fqdn", &fqdn)] {
-                if let Some(why) = bad_name_text(name) {
-                    let field = match e.names {
-                        Names::Assigned(d) => format!(
-                            "dns_assignment[{}].{what}",
-                            assignment_index(port, d).unwrap_or(0)
-                        ),
-                        Names::Generated { .. } => "dns_domain".to_string(),
-                    };
-                    bad_name = Some((field, name.clone(), why));
-                    return;
-                }
-            }
-        });
-        if let Some((field, value, why)) = bad_name {
-            warn(
-                &mut warnings,
-                field,
-                &value,
-                format!("host name {why}; port left out of host, addn_hosts and leases"),
-            );
-            hidden.insert(pi);
-        }
+        verdict
     }
-
-    let network = if drop_opts.is_empty() {
-        Cow::Borrowed(network)
-    } else {
-        let mut owned = network.clone();
-        for (pi, dropped) in drop_opts {
-            let opts = &mut owned.ports[pi].extra_dhcp_opts;
-            let mut i = 0;
-            opts.retain(|_| {
-                let keep = !dropped.contains(&i);
-                i += 1;
-                keep
-            });
-        }
-        Cow::Owned(owned)
-    };
-    (Sanitized { network, hidden }, warnings)
 }
 
 fn assignment_index(port: &Port, d: &leasehold_core::model::DnsAssignment) -> Option<usize> {
@@ -264,6 +370,14 @@ fn bad_client_id(value: &str) -> Option<String> {
 
 /// Why a host name or fqdn may not be written, if it may not.
 fn bad_name_text(name: &str) -> Option<String> {
+    // Fast path: the usual DNS-label characters.
+    if name.len() <= MAX_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
+        return None;
+    }
     if name.len() > MAX_NAME {
         return Some(format!(
             "is {} bytes long (more than {MAX_NAME})",

@@ -35,23 +35,20 @@ pub fn cmdline(net: &Sanitized<'_>, config: &DnsmasqConfig, facts: &RuntimeFacts
         ""
     };
     let mut cmd: Vec<String> = Vec::with_capacity(32);
-    cmd.extend(
-        [
-            "dnsmasq".to_string(),
-            "--no-hosts".to_string(),
-            no_resolv.to_string(),
-            format!("--pid-file={pid_file}"),
-            format!("--dhcp-hostsfile={conf_dir}/host"),
-            format!("--addn-hosts={conf_dir}/addn_hosts"),
-            format!("--dhcp-optsfile={conf_dir}/opts"),
-            format!("--dhcp-leasefile={conf_dir}/leases"),
-            "--dhcp-match=set:ipxe,175".to_string(),
-            "--dhcp-userclass=set:ipxe6,iPXE".to_string(),
-            "--local-service".to_string(),
-            "--bind-dynamic".to_string(),
-        ]
-        .into_iter(),
-    );
+    cmd.extend([
+        "dnsmasq".to_string(),
+        "--no-hosts".to_string(),
+        no_resolv.to_string(),
+        format!("--pid-file={pid_file}"),
+        format!("--dhcp-hostsfile={conf_dir}/host"),
+        format!("--addn-hosts={conf_dir}/addn_hosts"),
+        format!("--dhcp-optsfile={conf_dir}/opts"),
+        format!("--dhcp-leasefile={conf_dir}/leases"),
+        "--dhcp-match=set:ipxe,175".to_string(),
+        "--dhcp-userclass=set:ipxe6,iPXE".to_string(),
+        "--local-service".to_string(),
+        "--bind-dynamic".to_string(),
+    ]);
     if !facts.bridged() {
         cmd.push(format!("--bridge-interface={},tap*", facts.interface_name));
     }
@@ -79,11 +76,13 @@ pub fn cmdline(net: &Sanitized<'_>, config: &DnsmasqConfig, facts: &RuntimeFacts
             IpVersion::V6 => {
                 // A range for DHCPv6 stateful or stateless, or with no mode at
                 // all; none for SLAAC (or an RA mode without address mode).
-                let static_mode = match (subnet.ipv6_address_mode, subnet.ipv6_ra_mode) {
-                    (Some(Ipv6Mode::Dhcpv6Stateful | Ipv6Mode::Dhcpv6Stateless), _) => true,
-                    (None, None) => true,
-                    _ => false,
-                };
+                let static_mode = matches!(
+                    (subnet.ipv6_address_mode, subnet.ipv6_ra_mode),
+                    (
+                        Some(Ipv6Mode::Dhcpv6Stateful | Ipv6Mode::Dhcpv6Stateless),
+                        _
+                    ) | (None, None)
+                );
                 if !static_mode || cidr.prefix_len() < 64 {
                     continue;
                 }

@@ -1,13 +1,11 @@
 //! The host iteration shared by `host`, `addn_hosts` and `leases` (Neutron's
 //! `_iter_hosts`), and the `host` and `addn_hosts` files.
 
-use std::fmt::Write as _;
+use leasehold_core::model::{DnsAssignment, IpAddress, IpVersion, Ipv6Mode, Port, Subnet};
 
-use leasehold_core::model::{DnsAssignment, FixedIp, IpAddress, Ipv6Mode, Port};
-
-use super::{Index, RuntimeFacts};
+use super::{needs_host_entries, Index, RuntimeFacts};
 use crate::config::DnsmasqConfig;
-use crate::sanitize::Sanitized;
+use crate::sanitize::{PortVerdict, Sanitized};
 
 /// Tag dnsmasq matches DHCPv6 host lines on, when it supports tags there.
 const HOST_DHCPV6_TAG: &str = "tag:dhcpv6,";
@@ -104,8 +102,8 @@ impl Names<'_> {
 pub(crate) struct HostEntry<'a> {
     /// The port.
     pub(crate) port: &'a Port,
-    /// The subnet of the allocation.
-    pub(crate) subnet_id: &'a str,
+    /// The subnet of the allocation, if the network has it.
+    pub(crate) subnet: Option<&'a Subnet>,
     /// The address(es).
     pub(crate) ip: AllocIp<'a>,
     /// Names for the address.
@@ -117,6 +115,9 @@ pub(crate) struct HostEntry<'a> {
     /// `tag:dhcpv6,` or empty.
     pub(crate) tag: &'static str,
 }
+
+/// Ports rarely have more fixed IPs than this; more take a heap buffer.
+const INLINE_FIXED_IPS: usize = 4;
 
 /// Calls `f` for each host tuple of one port, in Neutron's order: fixed IPs on
 /// DHCPv6-stateless subnets first, then the others (stable); with `merge` and
@@ -130,18 +131,36 @@ pub(crate) fn for_each_host_of_port<'a>(
     tag_support: bool,
     mut f: impl FnMut(HostEntry<'a>),
 ) {
-    let stateless =
-        |fip: &&FixedIp| idx.v6_mode(fip.subnet_id.as_str()) == Some(Ipv6Mode::Dhcpv6Stateless);
-    let sorted = port
-        .fixed_ips
-        .iter()
-        .filter(stateless)
-        .chain(port.fixed_ips.iter().filter(|fip| !stateless(fip)));
+    // Look each fixed IP's subnet up once.
+    let mut inline: [Option<&'a Subnet>; INLINE_FIXED_IPS] = [None; INLINE_FIXED_IPS];
+    let heap: Vec<Option<&'a Subnet>>;
+    let subnets: &[Option<&'a Subnet>] = if port.fixed_ips.len() <= INLINE_FIXED_IPS {
+        for (slot, fip) in inline.iter_mut().zip(&port.fixed_ips) {
+            *slot = idx.subnet(fip.subnet_id.as_str());
+        }
+        &inline[..port.fixed_ips.len()]
+    } else {
+        heap = port
+            .fixed_ips
+            .iter()
+            .map(|fip| idx.subnet(fip.subnet_id.as_str()))
+            .collect();
+        &heap
+    };
+    let v6_mode = |s: Option<&Subnet>| {
+        s.filter(|s| s.ip_version == IpVersion::V6)
+            .and_then(|s| s.ipv6_address_mode)
+    };
+    let is_stateless = |i: &usize| v6_mode(subnets[*i]) == Some(Ipv6Mode::Dhcpv6Stateless);
+    let n = port.fixed_ips.len();
+    let sorted = (0..n)
+        .filter(is_stateless)
+        .chain((0..n).filter(|i| !is_stateless(i)));
     let merging = merge && config.dnsmasq_enable_addr6_list;
-    let mut groups: Vec<(&'a str, Vec<&'a IpAddress>)> = Vec::new();
-    let mut emit = |subnet_id: &'a str, ip: AllocIp<'a>| {
+    let mut groups: Vec<(&'a str, Option<&'a Subnet>, Vec<&'a IpAddress>)> = Vec::new();
+    let mut emit = |subnet: Option<&'a Subnet>, ip: AllocIp<'a>| {
         let (mut no_dhcp, mut no_opts, mut tag) = (false, false, "");
-        if let Some(subnet) = idx.v6(subnet_id) {
+        if let Some(subnet) = subnet.filter(|s| s.ip_version == IpVersion::V6) {
             let mode = subnet.ipv6_address_mode;
             no_dhcp = matches!(mode, Some(Ipv6Mode::Slaac | Ipv6Mode::Dhcpv6Stateless));
             no_opts = mode == Some(Ipv6Mode::Slaac);
@@ -152,7 +171,7 @@ pub(crate) fn for_each_host_of_port<'a>(
         let names = names_for(port, ip.first_text(), &config.dns_domain);
         f(HostEntry {
             port,
-            subnet_id,
+            subnet,
             ip,
             names,
             no_dhcp,
@@ -160,37 +179,21 @@ pub(crate) fn for_each_host_of_port<'a>(
             tag,
         });
     };
-    for fip in sorted {
-        let subnet_id = fip.subnet_id.as_str();
-        if merging && idx.v6_mode(subnet_id) == Some(Ipv6Mode::Dhcpv6Stateful) {
-            match groups.iter_mut().find(|(s, _)| *s == subnet_id) {
-                Some((_, ips)) => ips.push(&fip.ip_address),
-                None => groups.push((subnet_id, vec![&fip.ip_address])),
+    for i in sorted {
+        let fip = &port.fixed_ips[i];
+        let subnet = subnets[i];
+        if merging && v6_mode(subnet) == Some(Ipv6Mode::Dhcpv6Stateful) {
+            let subnet_id = fip.subnet_id.as_str();
+            match groups.iter_mut().find(|(s, _, _)| *s == subnet_id) {
+                Some((_, _, ips)) => ips.push(&fip.ip_address),
+                None => groups.push((subnet_id, subnet, vec![&fip.ip_address])),
             }
         } else {
-            emit(subnet_id, AllocIp::Single(&fip.ip_address));
+            emit(subnet, AllocIp::Single(&fip.ip_address));
         }
     }
-    for (subnet_id, ips) in groups {
-        emit(subnet_id, AllocIp::Merged(ips));
-    }
-}
-
-/// Calls `f` for every host tuple of the network: ports in order, skipping the
-/// owners that need no DHCP entry and the ports sanitizing left out.
-pub(crate) fn for_each_host<'a>(
-    net: &'a Sanitized<'_>,
-    idx: &Index<'a>,
-    config: &'a DnsmasqConfig,
-    merge: bool,
-    tag_support: bool,
-    mut f: impl FnMut(HostEntry<'a>),
-) {
-    for (i, port) in net.network().ports.iter().enumerate() {
-        if !port.requires_dhcp_configuration() || net.hides_host_entries(i) {
-            continue;
-        }
-        for_each_host_of_port(idx, config, port, merge, tag_support, &mut f);
+    for (_, subnet, ips) in groups {
+        emit(subnet, AllocIp::Merged(ips));
     }
 }
 
@@ -212,27 +215,59 @@ pub(crate) fn names_for<'a>(port: &'a Port, ip: &'a str, domain: &'a str) -> Nam
 pub fn hosts(net: &Sanitized<'_>, config: &DnsmasqConfig, facts: &RuntimeFacts) -> String {
     let network = net.network();
     let idx = Index::new(network);
-    let mut out = String::with_capacity(network.ports.len() * 96);
-    for_each_host(net, &idx, config, true, facts.host_tag_support(), |e| {
-        write_host_line(&mut out, &idx, &e);
-    });
+    let mut out = String::with_capacity(network.ports.len() * 160);
+    for (i, port) in network.ports.iter().enumerate() {
+        write_port_hosts(
+            &mut out,
+            &idx,
+            config,
+            port,
+            net.verdict(i),
+            facts.host_tag_support(),
+        );
+    }
     out
 }
 
+/// Appends the dhcp-host lines of one port.
+pub(crate) fn write_port_hosts(
+    out: &mut String,
+    idx: &Index<'_>,
+    config: &DnsmasqConfig,
+    port: &Port,
+    verdict: &PortVerdict,
+    tag_support: bool,
+) {
+    if !needs_host_entries(port) || verdict.hidden {
+        return;
+    }
+    for_each_host_of_port(idx, config, port, true, tag_support, |e| {
+        write_host_line(out, &e, verdict);
+    });
+}
+
 /// Appends the dhcp-host line of one entry (nothing for some entries).
-pub(crate) fn write_host_line(out: &mut String, idx: &Index<'_>, e: &HostEntry<'_>) {
+pub(crate) fn write_host_line(out: &mut String, e: &HostEntry<'_>, verdict: &PortVerdict) {
     let port = e.port;
-    let has_opts = !port.extra_dhcp_opts.is_empty();
+    let opts = verdict.remaining_opts(port);
+    let has_opts = opts > 0;
     if e.no_dhcp {
         if !e.no_opts && has_opts {
-            let _ = writeln!(out, "{},{}set:port-{}", port.mac_address, e.tag, port.id);
+            out.push_str(port.mac_address.text());
+            out.push(',');
+            out.push_str(e.tag);
+            out.push_str("set:port-");
+            out.push_str(port.id.as_str());
+            out.push('\n');
         }
         return;
     }
-    if !idx.dhcp_enabled(e.subnet_id) {
+    if !e.subnet.is_some_and(|s| s.enable_dhcp) {
         return;
     }
-    let _ = write!(out, "{},{}", port.mac_address, e.tag);
+    out.push_str(port.mac_address.text());
+    out.push(',');
+    out.push_str(e.tag);
     let client_id = if has_opts {
         port.client_id().filter(|c| !c.is_empty())
     } else {
@@ -247,8 +282,9 @@ pub(crate) fn write_host_line(out: &mut String, idx: &Index<'_>, e: &HostEntry<'
     out.push(',');
     e.ip.write_for_dnsmasq(out);
     // The port tag is left off only when the client-id is the port's one option.
-    if has_opts && !(client_id.is_some() && port.extra_dhcp_opts.len() == 1) {
-        let _ = write!(out, ",set:port-{}", port.id);
+    if has_opts && !(client_id.is_some() && opts == 1) {
+        out.push_str(",set:port-");
+        out.push_str(port.id.as_str());
     }
     out.push('\n');
 }
@@ -257,10 +293,14 @@ pub(crate) fn write_host_line(out: &mut String, idx: &Index<'_>, e: &HostEntry<'
 pub fn addn_hosts(net: &Sanitized<'_>, config: &DnsmasqConfig) -> String {
     let network = net.network();
     let idx = Index::new(network);
-    let mut out = String::with_capacity(network.ports.len() * 80);
-    for_each_host(net, &idx, config, false, false, |e| {
-        write_addn_hosts_line(&mut out, &e);
-    });
+    let mut out = String::with_capacity(network.ports.len() * 120);
+    for (i, port) in network.ports.iter().enumerate() {
+        if needs_host_entries(port) && !net.verdict(i).hidden {
+            for_each_host_of_port(&idx, config, port, false, false, |e| {
+                write_addn_hosts_line(&mut out, &e);
+            });
+        }
+    }
     out
 }
 

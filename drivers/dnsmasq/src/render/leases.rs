@@ -6,8 +6,8 @@ use std::net::IpAddr;
 
 use leasehold_core::model::IpVersion;
 
-use super::hosts::{for_each_host, AllocIp};
-use super::{Index, RuntimeFacts};
+use super::hosts::{for_each_host_of_port, AllocIp, HostEntry};
+use super::{needs_host_entries, Index, RuntimeFacts};
 use crate::config::DnsmasqConfig;
 use crate::sanitize::Sanitized;
 
@@ -17,50 +17,81 @@ use crate::sanitize::Sanitized;
 pub fn leases(net: &Sanitized<'_>, config: &DnsmasqConfig, facts: &RuntimeFacts) -> String {
     let network = net.network();
     let idx = Index::new(network);
+    let old = OldLeases::parse(facts.existing_leases_file.as_deref());
     let mut out = String::with_capacity(network.ports.len() * 48);
-    let mut old_v6: HashMap<IpAddr, &str> = HashMap::new();
-    if let Some(existing) = facts.existing_leases_file.as_deref() {
-        for line in existing.split_inclusive('\n') {
+    old.write_duids(&mut out);
+    for (i, port) in network.ports.iter().enumerate() {
+        if needs_host_entries(port) && !net.verdict(i).hidden {
+            for_each_host_of_port(&idx, config, port, false, false, |e| {
+                write_lease_line(&mut out, &old, &e);
+            });
+        }
+    }
+    out
+}
+
+/// The lease file dnsmasq left behind, as far as the bootstrap needs it.
+#[derive(Debug, Default)]
+pub(crate) struct OldLeases<'a> {
+    duids: Vec<&'a str>,
+    v6: HashMap<IpAddr, &'a str>,
+}
+
+impl<'a> OldLeases<'a> {
+    /// Reads `duid` lines and IPv6 lease lines (exactly five space-separated
+    /// fields; a later line for the same address wins).
+    pub(crate) fn parse(existing: Option<&'a str>) -> Self {
+        let mut old = OldLeases::default();
+        for line in existing.unwrap_or("").split_inclusive('\n') {
             if line.starts_with("duid ") {
-                push_line(&mut out, line);
+                old.duids.push(line);
                 continue;
             }
-            // Exactly five space-separated fields, the last one keeping its newline.
-            let fields: Vec<&str> = line.split(' ').collect();
-            if fields.len() != 5 {
+            let mut fields = line.split(' ');
+            let ip = fields.nth(2);
+            if fields.count() != 2 {
                 continue;
             }
-            if let Ok(IpAddr::V6(ip)) = fields[2].parse::<IpAddr>() {
-                old_v6.insert(IpAddr::V6(ip), line);
+            if let Some(Ok(IpAddr::V6(ip))) = ip.map(str::parse::<IpAddr>) {
+                old.v6.insert(IpAddr::V6(ip), line);
+            }
+        }
+        old
+    }
+
+    /// Writes the `duid` lines, which come first.
+    pub(crate) fn write_duids(&self, out: &mut String) {
+        for line in &self.duids {
+            push_line(out, line);
+        }
+    }
+}
+
+/// Appends the lease line of one host entry, if it gets one.
+pub(crate) fn write_lease_line(out: &mut String, old: &OldLeases<'_>, e: &HostEntry<'_>) {
+    if e.no_dhcp {
+        return;
+    }
+    let AllocIp::Single(ip) = &e.ip else {
+        return;
+    };
+    let Some(subnet) = e.subnet.filter(|s| s.enable_dhcp) else {
+        return;
+    };
+    match subnet.ip_version {
+        IpVersion::V4 => {
+            out.push_str("0 ");
+            out.push_str(e.port.mac_address.text());
+            out.push(' ');
+            out.push_str(ip.text());
+            out.push_str(" * *\n");
+        }
+        IpVersion::V6 => {
+            if let Some(line) = old.v6.get(ip.value()) {
+                push_line(out, line);
             }
         }
     }
-    for_each_host(net, &idx, config, false, false, |e| {
-        if e.no_dhcp {
-            return;
-        }
-        let AllocIp::Single(ip) = &e.ip else {
-            return;
-        };
-        let Some(subnet) = idx.subnet(e.subnet_id).filter(|s| s.enable_dhcp) else {
-            return;
-        };
-        match subnet.ip_version {
-            IpVersion::V4 => {
-                out.push_str("0 ");
-                out.push_str(e.port.mac_address.text());
-                out.push(' ');
-                out.push_str(ip.text());
-                out.push_str(" * *\n");
-            }
-            IpVersion::V6 => {
-                if let Some(line) = old_v6.get(ip.value()) {
-                    push_line(&mut out, line);
-                }
-            }
-        }
-    });
-    out
 }
 
 /// Copies a line of the old file. Neutron copies it as read, so a last line

@@ -14,11 +14,11 @@ pub(crate) mod opts;
 
 use std::collections::{BTreeMap, HashMap};
 
-use leasehold_core::model::{IpVersion, Ipv6Mode, Network, Subnet, Warning};
+use leasehold_core::model::{Network, Port, Subnet, Warning};
 use serde::Deserialize;
 
 use crate::config::DnsmasqConfig;
-use crate::sanitize::sanitize;
+use crate::sanitize::{Checker, Sanitized};
 
 pub use cmdline::cmdline;
 pub use hosts::{addn_hosts, hosts};
@@ -75,10 +75,62 @@ pub struct Rendered {
 }
 
 /// Sanitizes `network` and renders every file and the command line.
+///
+/// The same per-port checks and writers as [`crate::sanitize::sanitize`] and
+/// the single-file functions, fused into one pass over the ports: each port
+/// is checked, then written to every file while its data is in cache (a
+/// 10,000-port network does not fit in L2, and five passes cost five times).
 pub fn render_all(network: &Network, config: &DnsmasqConfig, facts: &RuntimeFacts) -> Rendered {
-    let (clean, mut warnings) = sanitize(network, config);
+    let mut warnings = Vec::new();
+    let idx = Index::new(network);
+    let checker = Checker::new(network, config);
+    let old_leases = leases::OldLeases::parse(facts.existing_leases_file.as_deref());
+    let tag_support = facts.host_tag_support();
+    let merging = config.dnsmasq_enable_addr6_list;
+    let ports = network.ports.len();
+    let mut hosts_out = String::with_capacity(ports * 160);
+    let mut addn_out = String::with_capacity(ports * 120);
+    let mut leases_out = String::with_capacity(ports * 48);
+    old_leases.write_duids(&mut leases_out);
+    let mut port_opts = opts::PortOptions::new(network);
+    let mut verdicts = Vec::new();
+
+    for (i, port) in network.ports.iter().enumerate() {
+        let mut verdict = checker.check_options(port, &mut warnings);
+        if needs_host_entries(port) && !verdict.hidden {
+            // Names are checked while writing; a bad one takes the port's
+            // lines back out. host uses the same entries unless addr6 lists
+            // are merged.
+            let marks = (hosts_out.len(), addn_out.len(), leases_out.len());
+            let mut bad = None;
+            for_each_host_of_port(&idx, config, port, false, tag_support, |e| {
+                if bad.is_some() {
+                    return;
+                }
+                bad = checker.name_problem(port, &e);
+                hosts::write_addn_hosts_line(&mut addn_out, &e);
+                leases::write_lease_line(&mut leases_out, &old_leases, &e);
+                if !merging {
+                    hosts::write_host_line(&mut hosts_out, &e, &verdict);
+                }
+            });
+            if let Some(problem) = bad {
+                hosts_out.truncate(marks.0);
+                addn_out.truncate(marks.1);
+                leases_out.truncate(marks.2);
+                checker.hide_for_name(port, problem, &mut verdict, &mut warnings);
+            } else if merging {
+                hosts::write_port_hosts(&mut hosts_out, &idx, config, port, &verdict, tag_support);
+            }
+        }
+        port_opts.add_port(&idx, port, &verdict);
+        if !verdict.is_clean() {
+            verdicts.push((i, verdict));
+        }
+    }
+
     let cmdline = match config.validate() {
-        Ok(()) => cmdline(&clean, config, facts),
+        Ok(()) => cmdline(&Sanitized::from_parts(network, verdicts), config, facts),
         Err(e) => {
             // A config that bypassed `from_options` gets no command line at all
             // rather than one carrying an injected option.
@@ -93,10 +145,10 @@ pub fn render_all(network: &Network, config: &DnsmasqConfig, facts: &RuntimeFact
         }
     };
     Rendered {
-        hosts: hosts(&clean, config, facts),
-        addn_hosts: addn_hosts(&clean, config),
-        opts: opts(&clean, config, facts),
-        leases: leases(&clean, config, facts),
+        hosts: hosts_out,
+        addn_hosts: addn_out,
+        opts: port_opts.finish(network, config, facts),
+        leases: leases_out,
         cmdline,
         warnings,
     }
@@ -104,39 +156,41 @@ pub fn render_all(network: &Network, config: &DnsmasqConfig, facts: &RuntimeFact
 
 /// Lookups shared by the renderers, built once per call.
 pub(crate) struct Index<'a> {
-    /// All subnets (local, then non-local) by id; a later duplicate wins, as
-    /// in Neutron's dicts.
-    subnets: HashMap<&'a str, &'a Subnet>,
+    /// All subnets (local, then non-local) by id. A later duplicate wins, as
+    /// in Neutron's dicts, so lookups scan from the back.
+    list: Vec<(&'a str, &'a Subnet)>,
+    /// The same as a map, when there are enough subnets for it to pay.
+    map: Option<HashMap<&'a str, &'a Subnet>>,
 }
+
+/// Up to this many subnets a linear scan beats hashing.
+const LINEAR_LOOKUP_MAX: usize = 8;
 
 impl<'a> Index<'a> {
     pub(crate) fn new(network: &'a Network) -> Self {
-        let mut subnets =
-            HashMap::with_capacity(network.subnets.len() + network.non_local_subnets.len());
-        for s in all_subnets(network) {
-            subnets.insert(s.id.as_str(), s);
-        }
-        Index { subnets }
+        let list: Vec<(&str, &Subnet)> = all_subnets(network).map(|s| (s.id.as_str(), s)).collect();
+        let map = (list.len() > LINEAR_LOOKUP_MAX).then(|| list.iter().copied().collect());
+        Index { list, map }
     }
 
     pub(crate) fn subnet(&self, id: &str) -> Option<&'a Subnet> {
-        self.subnets.get(id).copied()
+        match &self.map {
+            Some(map) => map.get(id).copied(),
+            None => self
+                .list
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == id)
+                .map(|(_, s)| *s),
+        }
     }
+}
 
-    /// The subnet if it is IPv6 (Neutron's `v6_nets`).
-    pub(crate) fn v6(&self, id: &str) -> Option<&'a Subnet> {
-        self.subnet(id).filter(|s| s.ip_version == IpVersion::V6)
-    }
-
-    /// `ipv6_address_mode` of an IPv6 subnet; `None` if not v6 or unset.
-    pub(crate) fn v6_mode(&self, id: &str) -> Option<Ipv6Mode> {
-        self.v6(id).and_then(|s| s.ipv6_address_mode)
-    }
-
-    /// Whether the subnet is known and has DHCP enabled.
-    pub(crate) fn dhcp_enabled(&self, id: &str) -> bool {
-        self.subnet(id).is_some_and(|s| s.enable_dhcp)
-    }
+/// Whether a port gets host, addn_hosts and leases entries (Neutron's
+/// `port_requires_dhcp_configuration`); the prefix test skips the string
+/// compares for the common `compute:*` ports.
+pub(crate) fn needs_host_entries(port: &Port) -> bool {
+    !port.device_owner.starts_with("network:") || port.requires_dhcp_configuration()
 }
 
 /// Local subnets, then non-local ones (Neutron's `_get_all_subnets`).
@@ -144,7 +198,7 @@ pub(crate) fn all_subnets(network: &Network) -> impl Iterator<Item = &Subnet> {
     network.subnets.iter().chain(&network.non_local_subnets)
 }
 
-pub(crate) use hosts::{for_each_host_of_port, Names};
+pub(crate) use hosts::{for_each_host_of_port, HostEntry, Names};
 
 #[cfg(test)]
 pub(crate) mod testutil {
@@ -181,10 +235,18 @@ pub(crate) mod testutil {
                "fixed_ips": fixed, "extra_dhcp_opts": []})
     }
 
-    /// Renders with sanitizing, asserting there were no warnings.
+    /// Renders with sanitizing, asserting there were no warnings and that
+    /// the single-file functions agree with the fused `render_all`.
     pub(crate) fn render(n: &Network, c: &DnsmasqConfig, f: &RuntimeFacts) -> Rendered {
         let r = render_all(n, c, f);
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        let (s, w) = crate::sanitize::sanitize(n, c);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(hosts(&s, c, f), r.hosts, "hosts");
+        assert_eq!(addn_hosts(&s, c), r.addn_hosts, "addn_hosts");
+        assert_eq!(opts(&s, c, f), r.opts, "opts");
+        assert_eq!(leases(&s, c, f), r.leases, "leases");
+        assert_eq!(cmdline(&s, c, f), r.cmdline, "cmdline");
         r
     }
 }

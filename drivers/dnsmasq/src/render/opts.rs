@@ -5,11 +5,13 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use leasehold_core::model::{IpAddress, IpVersion, Ipv6Mode, Network, Subnet, DEVICE_OWNER_DHCP};
+use leasehold_core::model::{
+    IpAddress, IpVersion, Ipv6Mode, Network, Port, Subnet, DEVICE_OWNER_DHCP,
+};
 
-use super::{all_subnets, RuntimeFacts};
+use super::{all_subnets, Index, RuntimeFacts};
 use crate::config::DnsmasqConfig;
-use crate::sanitize::Sanitized;
+use crate::sanitize::{PortVerdict, Sanitized};
 
 /// Destination Neutron never emits as a host route (it only supplies a gateway).
 const IPV4_ANY: &str = "0.0.0.0/0";
@@ -25,10 +27,151 @@ const OVN_METADATA_PREFIX: &str = "ovnmeta-";
 /// Builds the `opts` file; lines joined with `\n`, no trailing newline.
 pub fn opts(net: &Sanitized<'_>, config: &DnsmasqConfig, facts: &RuntimeFacts) -> String {
     let network = net.network();
-    let mut out = Lines::with_capacity(network.ports.len() * 64 + 1024);
-    let without_dns = per_subnet(&mut out, network, config, facts);
-    per_port(&mut out, network, &without_dns);
-    out.buf
+    let idx = Index::new(network);
+    let mut ports = PortOptions::new(network);
+    for (i, port) in network.ports.iter().enumerate() {
+        ports.add_port(&idx, port, net.verdict(i));
+    }
+    ports.finish(network, config, facts)
+}
+
+/// What the per-port pass collects for the opts file: the port option lines,
+/// the DHCP ports' addresses and which subnets have their router attached.
+pub(crate) struct PortOptions<'a> {
+    lines: Lines,
+    without_dns: HashSet<&'a str>,
+    /// subnet id → DHCP ports' addresses on it, in first-seen order.
+    dhcp_ips: Vec<(&'a str, Vec<&'a IpAddress>)>,
+    /// Subnets whose gateway address a router interface port holds.
+    routed: HashSet<&'a str>,
+    /// OVN's metadata port of this network, if any (first one).
+    ovn_metadata_port: Option<&'a Port>,
+    network_id: &'a str,
+}
+
+impl<'a> PortOptions<'a> {
+    /// An empty collection for `network`.
+    pub(crate) fn new(network: &'a Network) -> Self {
+        PortOptions {
+            lines: Lines::with_capacity(network.ports.len() * 24),
+            without_dns: subnets_without_dns(network),
+            dhcp_ips: Vec::new(),
+            routed: HashSet::new(),
+            ovn_metadata_port: None,
+            network_id: network.id.as_str(),
+        }
+    }
+
+    /// Takes one port (in network order).
+    pub(crate) fn add_port(&mut self, idx: &Index<'a>, port: &'a Port, verdict: &PortVerdict) {
+        if self.ovn_metadata_port.is_none()
+            && port.device_owner == DEVICE_OWNER_DISTRIBUTED
+            && port.device_id.strip_prefix(OVN_METADATA_PREFIX) == Some(self.network_id)
+        {
+            self.ovn_metadata_port = Some(port);
+        }
+        if port.is_router_interface() {
+            // Not isolated iff a router port holds the gateway (text compare).
+            for fip in &port.fixed_ips {
+                let sid = fip.subnet_id.as_str();
+                if let Some(gw) = idx.subnet(sid).and_then(|s| s.gateway_ip.as_ref()) {
+                    if gw.text() == fip.ip_address.text() {
+                        self.routed.insert(sid);
+                    }
+                }
+            }
+        }
+        if verdict.remaining_opts(port) > 0 {
+            // The IP versions of the port's fixed IPs.
+            let (mut has_v4, mut has_v6) = (false, false);
+            for fip in &port.fixed_ips {
+                match fip.ip_address.value() {
+                    IpAddr::V4(_) => has_v4 = true,
+                    IpAddr::V6(_) => has_v6 = true,
+                }
+            }
+            for (oi, opt) in port.extra_dhcp_opts.iter().enumerate() {
+                let version_ok = match opt.ip_version {
+                    IpVersion::V4 => has_v4,
+                    IpVersion::V6 => has_v6,
+                };
+                if opt.is_client_id() || verdict.drops(oi) || !version_ok {
+                    continue;
+                }
+                let value = opt.opt_value.as_deref().unwrap_or("");
+                self.lines.option(
+                    opt.ip_version,
+                    "port-",
+                    port.id.as_str(),
+                    &opt.opt_name,
+                    Some(value),
+                );
+            }
+        }
+        if port.device_owner == DEVICE_OWNER_DHCP {
+            for fip in &port.fixed_ips {
+                let sid = fip.subnet_id.as_str();
+                if !self.without_dns.contains(sid) {
+                    continue;
+                }
+                match self.dhcp_ips.iter_mut().find(|(s, _)| *s == sid) {
+                    Some((_, ips)) => ips.push(&fip.ip_address),
+                    None => self.dhcp_ips.push((sid, vec![&fip.ip_address])),
+                }
+            }
+        }
+    }
+
+    /// The whole file: subnet lines, port lines, then the several-agents lines.
+    pub(crate) fn finish(
+        self,
+        network: &'a Network,
+        config: &DnsmasqConfig,
+        facts: &RuntimeFacts,
+    ) -> String {
+        let mut out = Lines::with_capacity(self.lines.buf.len() + 1024);
+        per_subnet(
+            &mut out,
+            network,
+            config,
+            facts,
+            &self.routed,
+            self.ovn_metadata_port,
+        );
+        if !self.lines.buf.is_empty() {
+            out.start().push_str(&self.lines.buf);
+        }
+        for (sid, ips) in self.dhcp_ips {
+            for v in [IpVersion::V4, IpVersion::V6] {
+                let of_version: Vec<&IpAddress> = ips
+                    .iter()
+                    .copied()
+                    .filter(|ip| IpVersion::of(ip.value()) == v)
+                    .collect();
+                if of_version.len() > 1 {
+                    let list = literal_addrs(v, of_version.into_iter());
+                    out.option(v, "subnet-", sid, "dns-server", Some(list.as_str()));
+                }
+            }
+        }
+        out.buf
+    }
+}
+
+/// Subnets that get options but announce no DNS server (dnsmasq then offers
+/// itself; several DHCP agents announce each other, see `finish`).
+fn subnets_without_dns(network: &Network) -> HashSet<&str> {
+    all_subnets(network)
+        .filter(|s| gets_options(s) && s.dns_nameservers.is_empty())
+        .map(|s| s.id.as_str())
+        .collect()
+}
+
+/// Whether a subnet gets per-subnet options: DHCP on and not SLAAC.
+fn gets_options(subnet: &Subnet) -> bool {
+    subnet.enable_dhcp
+        && !(subnet.ip_version == IpVersion::V6
+            && subnet.ipv6_address_mode == Some(Ipv6Mode::Slaac))
 }
 
 /// Option lines joined by `\n`.
@@ -109,20 +252,17 @@ fn is_digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Per-subnet lines; returns the subnets that announce no DNS server.
-fn per_subnet<'a>(
+/// Per-subnet lines. `routed`: subnets whose gateway a router port holds.
+fn per_subnet(
     out: &mut Lines,
-    network: &'a Network,
+    network: &Network,
     config: &DnsmasqConfig,
     facts: &RuntimeFacts,
-) -> HashSet<&'a str> {
-    let mut without_dns = HashSet::new();
+    routed: &HashSet<&str>,
+    ovn_metadata_port: Option<&Port>,
+) {
     let metadata_enabled = config.enable_isolated_metadata || config.force_metadata;
-    let isolated = IsolatedSubnets::new(network);
-    let ovn_metadata_port = network.ports.iter().find(|p| {
-        p.device_owner == DEVICE_OWNER_DISTRIBUTED
-            && p.device_id.strip_prefix(OVN_METADATA_PREFIX) == Some(network.id.as_str())
-    });
+    let is_isolated = |id: &str| !routed.contains(id);
     let mut routes: Vec<String> = Vec::new();
     for subnet in all_subnets(network) {
         if !subnet.enable_dhcp
@@ -134,7 +274,7 @@ fn per_subnet<'a>(
         let id = subnet.id.as_str();
         let v = subnet.ip_version;
         if subnet.dns_nameservers.is_empty() {
-            without_dns.insert(id);
+            // dnsmasq offers itself; see `PortOptions::finish`.
         } else if is_any_address(&subnet.dns_nameservers, v) {
             // One "any" address: announce no DNS server at all.
             out.option(v, "subnet-", id, "dns-server", None);
@@ -171,9 +311,7 @@ fn per_subnet<'a>(
             ovn_metadata_port.and_then(|p| p.fixed_ips.iter().find(|f| f.subnet_id == subnet.id))
         {
             Some(ip.ip_address.text())
-        } else if config.force_metadata
-            || (isolated.is_isolated(id) && config.enable_isolated_metadata)
-        {
+        } else if config.force_metadata || (is_isolated(id) && config.enable_isolated_metadata) {
             // The DHCP port's own address as found on the device; none found,
             // no metadata route (no fallback to the gateway).
             if metadata_enabled {
@@ -185,7 +323,7 @@ fn per_subnet<'a>(
             } else {
                 None
             }
-        } else if !isolated.is_isolated(id) {
+        } else if !is_isolated(id) {
             gateway
         } else {
             None
@@ -224,56 +362,6 @@ fn per_subnet<'a>(
             None => out.option(v, "subnet-", id, "router", None),
         }
     }
-    without_dns
-}
-
-/// Per-port extra options, then the DNS servers of several DHCP agents.
-fn per_port(out: &mut Lines, network: &Network, without_dns: &HashSet<&str>) {
-    // subnet id → DHCP ports' addresses on it, in first-seen order.
-    let mut dhcp_ips: Vec<(&str, Vec<&IpAddress>)> = Vec::new();
-    for port in &network.ports {
-        if !port.extra_dhcp_opts.is_empty() {
-            let versions = port.ip_versions();
-            for opt in &port.extra_dhcp_opts {
-                if opt.is_client_id() || !versions.contains(&opt.ip_version) {
-                    continue;
-                }
-                let value = opt.opt_value.as_deref().unwrap_or("");
-                out.option(
-                    opt.ip_version,
-                    "port-",
-                    port.id.as_str(),
-                    &opt.opt_name,
-                    Some(value),
-                );
-            }
-        }
-        if port.device_owner == DEVICE_OWNER_DHCP {
-            for fip in &port.fixed_ips {
-                let sid = fip.subnet_id.as_str();
-                if !without_dns.contains(sid) {
-                    continue;
-                }
-                match dhcp_ips.iter_mut().find(|(s, _)| *s == sid) {
-                    Some((_, ips)) => ips.push(&fip.ip_address),
-                    None => dhcp_ips.push((sid, vec![&fip.ip_address])),
-                }
-            }
-        }
-    }
-    for (sid, ips) in dhcp_ips {
-        for v in [IpVersion::V4, IpVersion::V6] {
-            let of_version: Vec<&IpAddress> = ips
-                .iter()
-                .copied()
-                .filter(|ip| IpVersion::of(ip.value()) == v)
-                .collect();
-            if of_version.len() > 1 {
-                let list = literal_addrs(v, of_version.into_iter());
-                out.option(v, "subnet-", sid, "dns-server", Some(list.as_str()));
-            }
-        }
-    }
 }
 
 /// Addresses joined with `,`, IPv6 ones in brackets, as the server wrote them.
@@ -303,37 +391,6 @@ fn is_any_address(servers: &[IpAddress], v: IpVersion) -> bool {
         IpVersion::V6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     };
     servers.len() == 1 && *servers[0].value() == any
-}
-
-/// Which subnets are isolated: not isolated iff a router interface port holds
-/// the subnet's gateway address (compared as text, as Neutron does).
-pub(crate) struct IsolatedSubnets<'a> {
-    routed: HashSet<&'a str>,
-}
-
-impl<'a> IsolatedSubnets<'a> {
-    /// Computes the set for a network.
-    pub(crate) fn new(network: &'a Network) -> Self {
-        let gateways: std::collections::HashMap<&str, &Subnet> =
-            all_subnets(network).map(|s| (s.id.as_str(), s)).collect();
-        let mut routed = HashSet::new();
-        for port in network.ports.iter().filter(|p| p.is_router_interface()) {
-            for fip in &port.fixed_ips {
-                let sid = fip.subnet_id.as_str();
-                if let Some(gw) = gateways.get(sid).and_then(|s| s.gateway_ip.as_ref()) {
-                    if gw.text() == fip.ip_address.text() {
-                        routed.insert(sid);
-                    }
-                }
-            }
-        }
-        IsolatedSubnets { routed }
-    }
-
-    /// Whether the subnet is isolated (unknown subnets are).
-    pub(crate) fn is_isolated(&self, subnet_id: &str) -> bool {
-        !self.routed.contains(subnet_id)
-    }
 }
 
 #[cfg(test)]

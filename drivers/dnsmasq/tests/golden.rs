@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use leasehold_core::model::Network;
 use leasehold_core::options::{OptionSpec, Options, Origin};
 use leasehold_dnsmasq::config::{DnsmasqConfig, OPTIONS};
-use leasehold_dnsmasq::render::{render_all, Rendered, RuntimeFacts};
+use leasehold_dnsmasq::render::{self, render_all, Rendered, RuntimeFacts};
+use leasehold_dnsmasq::sanitize::sanitize;
 use serde_json::Value;
 
 fn golden_dir() -> PathBuf {
@@ -93,6 +94,29 @@ fn check(name: &str, vector: &Value) -> Vec<String> {
         Err(e) => return vec![format!("{name}: network does not parse: {e}")],
     };
     let r: Rendered = render_all(&network, &config, &facts);
+    // The single-file functions must agree with the fused render_all.
+    let (clean, _) = sanitize(&network, &config);
+    for (what, single, fused) in [
+        ("hosts", render::hosts(&clean, &config, &facts), &r.hosts),
+        (
+            "addn_hosts",
+            render::addn_hosts(&clean, &config),
+            &r.addn_hosts,
+        ),
+        ("opts", render::opts(&clean, &config, &facts), &r.opts),
+        ("leases", render::leases(&clean, &config, &facts), &r.leases),
+    ] {
+        if &single != fused {
+            failures.push(format!(
+                "{name}: single-file {what} differs from render_all"
+            ));
+        }
+    }
+    if render::cmdline(&clean, &config, &facts) != r.cmdline {
+        failures.push(format!(
+            "{name}: single-file cmdline differs from render_all"
+        ));
+    }
     // Warnings do not change bytes (e.g. the newline cut of the CVE fix warns).
     for w in &r.warnings {
         eprintln!("{name}: render warning: {w}");

@@ -7,7 +7,8 @@ use std::net::IpAddr;
 use leasehold_core::model::Network;
 use leasehold_core::options::{OptionSpec, Options, Origin};
 use leasehold_dnsmasq::config::{DnsmasqConfig, OPTIONS};
-use leasehold_dnsmasq::render::{render_all, Rendered, RuntimeFacts};
+use leasehold_dnsmasq::render::{self, render_all, Rendered, RuntimeFacts};
+use leasehold_dnsmasq::sanitize::sanitize;
 use serde_json::{json, Value};
 
 const NET: &str = "net-1";
@@ -297,8 +298,22 @@ fn hostile_elements_are_left_out_and_named() {
     let clean_opts = clean.opts.split('\n').count();
 
     for case in cases() {
-        let r = render(&network_with(hostile_port(case.extra.clone())));
+        let n = network_with(hostile_port(case.extra.clone()));
+        let r = render(&n);
         let what = case.what;
+        // sanitize + the single-file functions decide the same as render_all.
+        let c = DnsmasqConfig::default();
+        let facts = RuntimeFacts {
+            interface_name: "tap0".into(),
+            dnsmasq_host_tag_support: Some(true),
+            ..Default::default()
+        };
+        let (clean, w) = sanitize(&n, &c);
+        assert_eq!(w, r.warnings, "{what}");
+        assert_eq!(render::hosts(&clean, &c, &facts), r.hosts, "{what}");
+        assert_eq!(render::addn_hosts(&clean, &c), r.addn_hosts, "{what}");
+        assert_eq!(render::opts(&clean, &c, &facts), r.opts, "{what}");
+        assert_eq!(render::leases(&clean, &c, &facts), r.leases, "{what}");
         check_hosts_grammar(&r.hosts);
         check_addn_hosts_grammar(&r.addn_hosts);
         check_opts_grammar(&r.opts, &["good1", "bad1"]);

@@ -31,9 +31,12 @@ pub use opts::opts;
 #[serde(default)]
 pub struct RuntimeFacts {
     /// The DHCP device's name (`tap…`), for `--bridge-interface`.
+    #[serde(deserialize_with = "null_is_default")]
     pub interface_name: String,
     /// Subnet id → the DHCP device's address on that subnet, as found on the
-    /// device in the namespace (`ip addr`); empty when none was found.
+    /// device in the namespace (`ip addr`); empty when none was found. Only
+    /// values that parse as an address (optionally `/prefix`) are used.
+    #[serde(deserialize_with = "null_is_default")]
     pub dhcp_interface_ips: BTreeMap<String, String>,
     /// Result of the `dnsmasq --test --dhcp-host=tag:foo` probe; `None` = false.
     pub dnsmasq_host_tag_support: Option<bool>,
@@ -45,6 +48,14 @@ pub struct RuntimeFacts {
     pub pid_file: Option<String>,
     /// The network's config dir; default `<dhcp_confs>/<network_id>`.
     pub conf_dir: Option<String>,
+}
+
+fn null_is_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 impl RuntimeFacts {
@@ -154,6 +165,59 @@ pub fn render_all(network: &Network, config: &DnsmasqConfig, facts: &RuntimeFact
     }
 }
 
+/// Neutron's `should_enable_metadata`: whether the agent runs the metadata
+/// proxy in this network's namespace.
+pub fn should_enable_metadata(network: &Network, config: &DnsmasqConfig) -> bool {
+    let ovn = network.ports.iter().any(|p| {
+        p.device_owner == opts::DEVICE_OWNER_DISTRIBUTED
+            && p.device_id.starts_with(opts::OVN_METADATA_PREFIX)
+    });
+    if ovn {
+        return false;
+    }
+    let mut dhcp_subnets = all_subnets(network).filter(|s| s.enable_dhcp).peekable();
+    if dhcp_subnets.peek().is_none() {
+        return false;
+    }
+    if config.force_metadata {
+        return true;
+    }
+    if !config.enable_isolated_metadata {
+        return false;
+    }
+    if config.enable_metadata_network && has_metadata_subnet(network) {
+        return true;
+    }
+    let routed = routed_subnets(network);
+    dhcp_subnets.any(|s| !routed.contains(s.id.as_str()))
+}
+
+/// Whether a subnet lies inside 169.254.0.0/16 (a "metadata network").
+fn has_metadata_subnet(network: &Network) -> bool {
+    let meta = ipnet::IpNet::V4(
+        ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(169, 254, 0, 0), 16).unwrap_or_default(),
+    );
+    all_subnets(network).any(|s| meta.contains(&s.cidr.value().trunc()))
+}
+
+/// Subnets that are not isolated: a router interface port holds the
+/// subnet's gateway address (compared as text, as Neutron does).
+pub fn routed_subnets(network: &Network) -> std::collections::HashSet<&str> {
+    let idx = Index::new(network);
+    let mut routed = std::collections::HashSet::new();
+    for port in network.ports.iter().filter(|p| p.is_router_interface()) {
+        for fip in &port.fixed_ips {
+            let sid = fip.subnet_id.as_str();
+            if let Some(gw) = idx.subnet(sid).and_then(|s| s.gateway_ip.as_ref()) {
+                if gw.text() == fip.ip_address.text() {
+                    routed.insert(sid);
+                }
+            }
+        }
+    }
+    routed
+}
+
 /// Lookups shared by the renderers, built once per call.
 pub(crate) struct Index<'a> {
     /// All subnets (local, then non-local) by id. A later duplicate wins, as
@@ -248,5 +312,75 @@ pub(crate) mod testutil {
         assert_eq!(leases(&s, c, f), r.leases, "leases");
         assert_eq!(cmdline(&s, c, f), r.cmdline, "cmdline");
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::testutil::*;
+    use super::*;
+
+    #[test]
+    fn metadata_proxy_decision() {
+        let isolated = net(
+            json!({"id": "n1", "subnets": [v4("s4", "198.51.100.0/24", Some("198.51.100.1"))],
+            "ports": []}),
+        );
+        let routed = net(
+            json!({"id": "n1", "subnets": [v4("s4", "198.51.100.0/24", Some("198.51.100.1"))],
+            "ports": [port("r", "fa:16:3e:00:00:01", "network:router_interface_distributed",
+                           &[("s4", "198.51.100.1")])]}),
+        );
+        let mut meta_subnet = v4("m", "169.254.169.0/24", Some("169.254.169.1"));
+        meta_subnet["enable_dhcp"] = json!(true);
+        let metadata_net = net(json!({"id": "n1", "subnets": [meta_subnet],
+            "ports": [port("r", "fa:16:3e:00:00:01", "network:router_interface",
+                           &[("m", "169.254.169.1")])]}));
+        let mut ovn = routed.clone();
+        ovn.ports.push(
+            net(
+                json!({"id": "x", "ports": [{"id": "o", "mac_address": "fa:16:3e:00:00:09",
+                "device_owner": "network:distributed", "device_id": "ovnmeta-n1"}]}),
+            )
+            .ports
+            .remove(0),
+        );
+        let off = DnsmasqConfig::default();
+        let iso = DnsmasqConfig {
+            enable_isolated_metadata: true,
+            ..Default::default()
+        };
+        let force = DnsmasqConfig {
+            force_metadata: true,
+            ..Default::default()
+        };
+        let meta = DnsmasqConfig {
+            enable_isolated_metadata: true,
+            enable_metadata_network: true,
+            ..Default::default()
+        };
+        assert!(!should_enable_metadata(&isolated, &off));
+        assert!(should_enable_metadata(&isolated, &iso));
+        assert!(!should_enable_metadata(&routed, &iso));
+        assert!(should_enable_metadata(&routed, &force));
+        assert!(!should_enable_metadata(&ovn, &force));
+        assert!(!should_enable_metadata(&metadata_net, &iso));
+        assert!(should_enable_metadata(&metadata_net, &meta));
+        let mut no_dhcp = isolated.clone();
+        no_dhcp.subnets[0].enable_dhcp = false;
+        assert!(!should_enable_metadata(&no_dhcp, &force));
+    }
+
+    #[test]
+    fn facts_tolerate_nulls_and_unknown_keys() {
+        let f: RuntimeFacts = serde_json::from_value(json!({
+            "interface_name": null, "dhcp_interface_ips": null, "dnsmasq_host_tag_support": null,
+            "something_new": 1}))
+        .unwrap();
+        assert_eq!(f.interface_name, "");
+        assert!(f.dhcp_interface_ips.is_empty());
+        assert!(f.bridged());
     }
 }

@@ -20,9 +20,9 @@ const METADATA_CIDR: &str = "169.254.169.254/32";
 /// Microsoft's classless static route option, sent alongside 121.
 const WIN2K3_STATIC_ROUTES: &str = "249";
 /// Device owner of OVN's metadata port.
-const DEVICE_OWNER_DISTRIBUTED: &str = "network:distributed";
+pub(crate) const DEVICE_OWNER_DISTRIBUTED: &str = "network:distributed";
 /// Device id prefix of OVN's metadata port.
-const OVN_METADATA_PREFIX: &str = "ovnmeta-";
+pub(crate) const OVN_METADATA_PREFIX: &str = "ovnmeta-";
 
 /// Builds the `opts` file; lines joined with `\n`, no trailing newline.
 pub fn opts(net: &Sanitized<'_>, config: &DnsmasqConfig, facts: &RuntimeFacts) -> String {

@@ -22,7 +22,13 @@ pub struct LogSettings {
 
 /// Installs the global subscriber; `RUST_LOG` overrides the level.
 pub fn init(format: LogFormat, settings: &LogSettings) -> anyhow::Result<()> {
-    let level = if settings.debug { "debug" } else { "info" };
+    // netlink-packet-route warns on every dump when the kernel is newer than
+    // the crate (IFLA_INET6_CONF grew): noise an operator cannot act on.
+    let level = if settings.debug {
+        "debug,netlink_packet_route=error"
+    } else {
+        "info,netlink_packet_route=error"
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let writer = match &settings.file {
         None => BoxMakeWriter::new(std::io::stderr),

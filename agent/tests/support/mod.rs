@@ -1,6 +1,7 @@
 //! Helpers shared by the agent's integration tests.
 #![allow(dead_code)]
 
+pub mod neutron;
 pub mod rabbit;
 
 use std::path::{Path, PathBuf};

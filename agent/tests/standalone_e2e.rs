@@ -20,10 +20,16 @@ impl Standalone {
     fn new() -> Standalone {
         let dir = tempfile::tempdir().unwrap();
         let net_id = uuid::Uuid::new_v4().to_string();
+        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let s = Standalone {
             dir,
             net_id,
             agent: None,
+            metrics_port,
         };
         std::fs::write(
             s.dir.path().join("agent.ini"),

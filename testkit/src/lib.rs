@@ -1,7 +1,10 @@
 //! Test support for Leasehold's privileged tests: DHCP clients in namespaces
 //! of their own, attached to a bridge or a peer namespace, running the real
-//! busybox `udhcpc`. Everything made here is removed on drop.
+//! busybox `udhcpc`. Everything made here is removed on drop. [`ovs`] runs a
+//! private userspace Open vSwitch for tests that need one.
 #![allow(clippy::missing_panics_doc)]
+
+pub mod ovs;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -52,6 +55,21 @@ pub fn sh_quiet(args: &[&str]) {
     let _ = Command::new(args[0]).args(&args[1..]).output();
 }
 
+/// Keeps a root-namespace device layer 2 only: no IPv6, no ARP answers for
+/// the host's addresses (best effort: the device may not do IPv6).
+pub fn isolate_l2(dev: &str) {
+    sh_quiet(&[
+        "sysctl",
+        "-qw",
+        &format!("net.ipv6.conf.{dev}.disable_ipv6=1"),
+    ]);
+    sh_quiet(&[
+        "sysctl",
+        "-qw",
+        &format!("net.ipv4.conf.{dev}.arp_ignore=8"),
+    ]);
+}
+
 /// Polls `f` every 50 ms until it returns `Some` or `timeout` passes.
 pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
@@ -91,6 +109,8 @@ pub struct Client {
     pub dev: String,
     /// The other end of the veth pair, in the root namespace (bridge mode).
     pub peer: Option<String>,
+    /// The Open vSwitch port the device is (OVS mode).
+    pub ovs_port: Option<String>,
     dir: tempfile::TempDir,
 }
 
@@ -118,18 +138,10 @@ impl Client {
             ns,
             dev,
             peer: Some(peer.clone()),
+            ovs_port: None,
             dir,
         };
-        sh_quiet(&[
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{peer}.disable_ipv6=1"),
-        ]);
-        sh_quiet(&[
-            "sysctl",
-            "-qw",
-            &format!("net.ipv4.conf.{peer}.arp_ignore=8"),
-        ]);
+        isolate_l2(&peer);
         sh(&["ip", "link", "set", &peer, "master", bridge]);
         sh(&["ip", "link", "set", &peer, "up"]);
         client.up();
@@ -147,8 +159,41 @@ impl Client {
             ns,
             dev,
             peer: None,
+            ovs_port: None,
             dir,
         };
+        client.up();
+        client
+    }
+
+    /// A client whose device is an internal port of Open vSwitch bridge
+    /// `bridge` (of the private OVS, see [`ovs`]) on access VLAN `tag`,
+    /// moved into the client namespace. Internal ports need no checksum
+    /// workaround on the userspace datapath, unlike veth.
+    pub fn on_ovs(bridge: &str, tag: u16) -> Client {
+        let (ns, dev, dir) = Self::new_ns();
+        ovs::vsctl(&[
+            "add-port",
+            bridge,
+            &dev,
+            &format!("tag={tag}"),
+            "--",
+            "set",
+            "Interface",
+            &dev,
+            "type=internal",
+        ]);
+        let client = Client {
+            ns,
+            ovs_port: Some(dev.clone()),
+            dev,
+            peer: None,
+            dir,
+        };
+        let sys = std::path::Path::new("/sys/class/net").join(&client.dev);
+        wait_for(Duration::from_secs(10), || sys.exists().then_some(()))
+            .unwrap_or_else(|| panic!("OVS internal port {} did not appear", client.dev));
+        sh(&["ip", "link", "set", &client.dev, "netns", &client.ns]);
         client.up();
         client
     }
@@ -248,6 +293,9 @@ fn parse_events(text: &str) -> Vec<Lease> {
 
 impl Drop for Client {
     fn drop(&mut self) {
+        if let Some(port) = &self.ovs_port {
+            sh_quiet(&["ovs-vsctl", "--timeout=10", "--if-exists", "del-port", port]);
+        }
         if let Some(peer) = &self.peer {
             sh_quiet(&["ip", "link", "del", peer]);
         }

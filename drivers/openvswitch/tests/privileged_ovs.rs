@@ -3,8 +3,6 @@
 //! client internal port in namespace B on the same bridge must ping each
 //! other. Run as root; with CI=true a non-root run fails instead of skipping.
 
-mod support;
-
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -14,7 +12,7 @@ use leasehold_core::options::{Options, Origin};
 use leasehold_core::registry::Registry;
 use leasehold_netlink::{checksum_offload, isolate_l2, Handle, Netns};
 use leasehold_openvswitch::{OvsDriver, Settings, OPTIONS};
-use support::ovs::{ovs, vsctl};
+use leasehold_testkit::ovs::{ovs, vsctl};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 const MAC: &str = "fa:16:3e:0f:00:01";

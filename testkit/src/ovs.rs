@@ -6,8 +6,8 @@
 //! Both daemons are children of a thread that lives as long as the test
 //! binary, with `PR_SET_PDEATHSIG`, so they go when the binary exits.
 //! `OVS_RUNDIR` (and the other `OVS_*DIR`s) are set in this process's
-//! environment, so ovs-vsctl run by the driver or the tests finds them.
-#![allow(dead_code)]
+//! environment, so ovs-vsctl run by the driver or the tests (and programs
+//! they start) finds them.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -38,6 +38,43 @@ pub fn ovs() -> &'static Ovs {
         Ok(ovs) => ovs,
         Err(e) => panic!("cannot start a private Open vSwitch: {e}"),
     }
+}
+
+/// Makes (or finds) a userspace-datapath bridge, its local port kept
+/// layer 2 only. Bridge names must be unique on the host: the local port of a
+/// `netdev` bridge is a tap device of that name in the root namespace.
+pub fn netdev_bridge(name: &str) {
+    ovs();
+    vsctl(&[
+        "--may-exist",
+        "add-br",
+        name,
+        "--",
+        "set",
+        "Bridge",
+        name,
+        "datapath_type=netdev",
+    ]);
+    crate::wait_for(Duration::from_secs(10), || {
+        Path::new("/sys/class/net")
+            .join(name)
+            .exists()
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("bridge {name} has no local device"));
+    crate::isolate_l2(name);
+}
+
+/// Removes a bridge and its ports; absent is fine.
+pub fn del_bridge(name: &str) {
+    let _ = Command::new("ovs-vsctl")
+        .args(["--timeout=10", "--if-exists", "del-br", name])
+        .output();
+}
+
+/// The Port columns `tag` of `port` (`[]` when untagged).
+pub fn port_tag(port: &str) -> String {
+    vsctl(&["get", "Port", port, "tag"])
 }
 
 /// Runs ovs-vsctl against the private OVS; panics on failure.

@@ -1,2 +1,0 @@
-//! Test support shared by this crate's privileged tests.
-pub mod ovs;

@@ -44,9 +44,6 @@ pub(crate) struct PortOptions<'a> {
     dhcp_ips: Vec<(&'a str, Vec<&'a IpAddress>)>,
     /// Subnets whose gateway address a router interface port holds.
     routed: HashSet<&'a str>,
-    /// OVN's metadata port of this network, if any (first one).
-    ovn_metadata_port: Option<&'a Port>,
-    network_id: &'a str,
 }
 
 impl<'a> PortOptions<'a> {
@@ -57,19 +54,11 @@ impl<'a> PortOptions<'a> {
             without_dns: subnets_without_dns(network),
             dhcp_ips: Vec::new(),
             routed: HashSet::new(),
-            ovn_metadata_port: None,
-            network_id: network.id.as_str(),
         }
     }
 
     /// Takes one port (in network order).
     pub(crate) fn add_port(&mut self, idx: &Index<'a>, port: &'a Port, verdict: &PortVerdict) {
-        if self.ovn_metadata_port.is_none()
-            && port.device_owner == DEVICE_OWNER_DISTRIBUTED
-            && port.device_id.strip_prefix(OVN_METADATA_PREFIX) == Some(self.network_id)
-        {
-            self.ovn_metadata_port = Some(port);
-        }
         if port.is_router_interface() {
             // Not isolated iff a router port holds the gateway (text compare).
             for fip in &port.fixed_ips {
@@ -130,14 +119,7 @@ impl<'a> PortOptions<'a> {
         facts: &RuntimeFacts,
     ) -> String {
         let mut out = Lines::with_capacity(self.lines.buf.len() + 1024);
-        per_subnet(
-            &mut out,
-            network,
-            config,
-            facts,
-            &self.routed,
-            self.ovn_metadata_port,
-        );
+        per_subnet(&mut out, network, config, facts, &self.routed);
         if !self.lines.buf.is_empty() {
             out.start().push_str(&self.lines.buf);
         }
@@ -259,7 +241,6 @@ fn per_subnet(
     config: &DnsmasqConfig,
     facts: &RuntimeFacts,
     routed: &HashSet<&str>,
-    ovn_metadata_port: Option<&Port>,
 ) {
     let metadata_enabled = config.enable_isolated_metadata || config.force_metadata;
     let is_isolated = |id: &str| !routed.contains(id);
@@ -307,27 +288,29 @@ fn per_subnet(
             }
         }
 
-        let metadata_ip: Option<&str> = if let Some(ip) =
-            ovn_metadata_port.and_then(|p| p.fixed_ips.iter().find(|f| f.subnet_id == subnet.id))
-        {
-            Some(ip.ip_address.text())
-        } else if config.force_metadata || (is_isolated(id) && config.enable_isolated_metadata) {
-            // The DHCP port's own address as found on the device; none found,
-            // no metadata route (no fallback to the gateway).
-            if metadata_enabled {
-                facts
-                    .dhcp_interface_ips
-                    .get(id)
-                    .map(|ip| ip.split('/').next().unwrap_or(""))
-                    .filter(|ip| ip.parse::<IpAddr>().is_ok())
+        // Neutron first asks the server (RPC `get_ports`) for an OVN metadata
+        // port (ML2/OVN with the DHCP agent) and routes metadata to its
+        // address. That lookup is not made here: like the conformance vectors
+        // (recorded with the lookup returning nothing), the route comes from
+        // the rules below.
+        let metadata_ip: Option<&str> =
+            if config.force_metadata || (is_isolated(id) && config.enable_isolated_metadata) {
+                // The DHCP port's own address as found on the device; none found,
+                // no metadata route (no fallback to the gateway).
+                if metadata_enabled {
+                    facts
+                        .dhcp_interface_ips
+                        .get(id)
+                        .map(|ip| ip.split('/').next().unwrap_or(""))
+                        .filter(|ip| ip.parse::<IpAddr>().is_ok())
+                } else {
+                    None
+                }
+            } else if !is_isolated(id) {
+                gateway
             } else {
                 None
-            }
-        } else if !is_isolated(id) {
-            gateway
-        } else {
-            None
-        };
+            };
         if let Some(ip) = metadata_ip {
             routes.push(format!("{METADATA_CIDR},{ip}"));
         }
@@ -561,6 +544,25 @@ mod tests {
             "tag:subnet-s4,option:classless-static-route,10.0.0.0/8,198.51.100.253,0.0.0.0/0,198.51.100.254\n\
              tag:subnet-s4,249,10.0.0.0/8,198.51.100.253,0.0.0.0/0,198.51.100.254\n\
              tag:subnet-s4,option:router,198.51.100.254"
+        );
+    }
+
+    #[test]
+    fn v6_dns_servers_bracketed_and_any_address() {
+        let mut a = v6("a", "2001:db8:1::/64", Some("dhcpv6-stateless"));
+        a["dns_nameservers"] = json!(["2001:0db8::53", "2001:db8::54"]);
+        let mut b = v6("b", "2001:db8:2::/64", Some("dhcpv6-stateful"));
+        b["dns_nameservers"] = json!(["::"]);
+        let mut c = v6("c", "2001:db8:3::/64", Some("slaac"));
+        c["dns_nameservers"] = json!(["2001:db8::55"]);
+        let n = net(json!({"id": "n1", "subnets": [a, b, c], "ports": []}));
+        let r = render(&n, &DnsmasqConfig::default(), &RuntimeFacts::default());
+        assert_eq!(
+            r.opts,
+            "tag:subnet-a,option6:dns-server,[2001:0db8::53],[2001:db8::54]\n\
+             tag:subnet-a,option6:domain-search,openstacklocal\n\
+             tag:subnet-b,option6:dns-server\n\
+             tag:subnet-b,option6:domain-search,openstacklocal"
         );
     }
 }

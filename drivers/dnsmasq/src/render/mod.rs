@@ -20,7 +20,7 @@ use serde::Deserialize;
 use crate::config::DnsmasqConfig;
 use crate::sanitize::{Checker, Sanitized};
 
-pub use cmdline::cmdline;
+pub use cmdline::{cmdline, log_file};
 pub use hosts::{addn_hosts, hosts};
 pub use leases::leases;
 pub use opts::opts;

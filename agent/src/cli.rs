@@ -39,6 +39,9 @@ pub enum Command {
     Drivers,
     /// Parse the configuration, resolve drivers and plugins, print the effective configuration.
     CheckConfig,
+    /// Print the man page (roff) on standard output.
+    #[command(hide = true)]
+    Man,
     /// Write what the DHCP driver would write for one network, touching nothing else.
     Render {
         /// A network dict as neutron-server's get_network_info returns it.

@@ -18,3 +18,4 @@ pub mod rabbit;
 pub mod run;
 pub mod server_api;
 pub mod setup;
+pub mod systemd;

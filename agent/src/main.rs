@@ -11,6 +11,17 @@ use leasehold_agent::{config, setup};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Some(Command::Man)) {
+        // Needs no configuration: packaging runs it at build time.
+        let man = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+        return match man.render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("leasehold-agent: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let loaded = match setup::load(&cli.config_file) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -44,6 +55,7 @@ fn main() -> ExitCode {
             other => other.map_err(anyhow::Error::from),
         },
         Command::Run => run_agent(loaded),
+        Command::Man => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

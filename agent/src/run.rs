@@ -224,8 +224,13 @@ pub async fn run(loaded: Loaded, host_net: Arc<dyn HostNet>) -> anyhow::Result<(
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     tracing::info!(host = %loaded.host, "agent running");
+    let status = format!("serving {} networks", dispatcher.stats().cache.networks);
+    crate::systemd::ready(&status);
+    // The watchdog is fed from this loop, so a wedged loop is what it catches.
+    let mut watchdog = crate::systemd::watchdog_interval().map(tokio::time::interval);
     loop {
         tokio::select! {
+            _ = async { match watchdog.as_mut() { Some(t) => { t.tick().await; } None => std::future::pending().await } } => crate::systemd::watchdog(),
             Some(event) = events.recv() => dispatcher.handle(event),
             Some(link) = links.recv() => if link == LinkEvent::Reconnected {
                 dispatcher.schedule_resync("transport reconnected", None);
@@ -246,6 +251,7 @@ pub async fn run(loaded: Loaded, host_net: Arc<dyn HostNet>) -> anyhow::Result<(
         }
     }
     tracing::info!("stopping; dnsmasq processes and namespaces are left running");
+    crate::systemd::stopping();
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), running).await;
     Ok(())

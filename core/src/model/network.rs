@@ -167,8 +167,8 @@ pub struct Subnet {
     /// IPv6 router advertisement mode.
     #[serde(default)]
     pub ipv6_ra_mode: Option<Ipv6Mode>,
-    /// Segment of a routed network.
-    #[serde(default)]
+    /// Segment of a routed network (Neutron's own tests use integers here).
+    #[serde(default, deserialize_with = "opt_id_string_or_number")]
     pub segment_id: Option<Id>,
     /// Subnet pool (prefix delegation uses a special one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -377,6 +377,19 @@ fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error>
         serde_json::Value::Number(n) => Ok(n.to_string()),
         other => Err(serde::de::Error::custom(format!(
             "expected a string or a number, got {other}"
+        ))),
+    }
+}
+
+fn opt_id_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Id>, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(s) => Id::new(s).map(Some).map_err(serde::de::Error::custom),
+        serde_json::Value::Number(n) => Id::new(n.to_string())
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+        other => Err(serde::de::Error::custom(format!(
+            "expected an id or null, got {other}"
         ))),
     }
 }

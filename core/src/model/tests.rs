@@ -171,3 +171,17 @@ fn round_trips_through_serde_keeping_text() {
     let (net2, _) = Network::from_json_value(again).unwrap();
     assert_eq!(net, net2);
 }
+
+#[test]
+fn segment_id_may_be_a_number_as_in_neutrons_own_tests() {
+    let mut v = minimal();
+    v["subnets"][0]["segment_id"] = json!(1);
+    let (net, _) = Network::from_json_value(v).unwrap();
+    assert_eq!(
+        net.subnets[0].segment_id.as_ref().map(|s| s.as_str()),
+        Some("1")
+    );
+    let mut v = minimal();
+    v["subnets"][0]["segment_id"] = json!("../x");
+    assert_eq!(error_of(v).field, "subnets[0].segment_id");
+}

@@ -1,8 +1,9 @@
 //! Figures, not assertions on time: how fast the queue and the decision core
-//! go with instant fake actions. Run with
-//! `cargo test --release -p leasehold-agent --test dispatch_bench -- --ignored --nocapture`.
+//! go with fake actions that take 5 ms. Run with
+//! `cargo run --release -p leasehold-agent --example bench_dispatch`.
 
-#[path = "dispatch_fakes.rs"]
+#[path = "../tests/dispatch_fakes.rs"]
+#[allow(dead_code)]
 mod fakes;
 
 use std::time::{Duration, Instant};
@@ -25,9 +26,8 @@ fn port_event(net: &str, i: usize) -> leasehold_agent::notification::Event {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "prints figures; run by hand"]
-async fn bench_port_event_bursts() {
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
     for (nets, per_net) in [(1usize, 2000usize), (100, 20), (1000, 2)] {
         let names: Vec<String> = (0..nets).map(|i| format!("n{i}")).collect();
         let (d, _server, rec) = setup(names.iter().map(|n| simple_network(n)).collect());

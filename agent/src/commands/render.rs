@@ -25,14 +25,25 @@ pub enum RenderError {
 }
 
 /// Renders `network_file` with `facts_file` into `out`; warnings go to the log.
-pub fn run(loaded: &Loaded, network_file: &Path, facts_file: Option<&Path>, out: &Path) -> Result<(), RenderError> {
-    let unusable = |message: String| RenderError::Unusable { file: network_file.display().to_string(), message };
+pub fn run(
+    loaded: &Loaded,
+    network_file: &Path,
+    facts_file: Option<&Path>,
+    out: &Path,
+) -> Result<(), RenderError> {
+    let unusable = |message: String| RenderError::Unusable {
+        file: network_file.display().to_string(),
+        message,
+    };
     let text = std::fs::read_to_string(network_file).map_err(|e| unusable(e.to_string()))?;
-    let (network, mut warnings) = Network::from_json_str(&text).map_err(|e| unusable(e.to_string()))?;
+    let (network, mut warnings) =
+        Network::from_json_str(&text).map_err(|e| unusable(e.to_string()))?;
     let facts: RuntimeFacts = match facts_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("facts {}: {e}", path.display()))?;
-            leasehold_core::model::from_str(&text).map_err(|e| anyhow::anyhow!("facts {}: {e}", path.display()))?
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("facts {}: {e}", path.display()))?;
+            leasehold_core::model::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("facts {}: {e}", path.display()))?
         }
         None => RuntimeFacts::default(),
     };

@@ -3,7 +3,6 @@
 //! `cargo run --release -p leasehold-agent --example bench_dispatch`.
 
 #[path = "../tests/dispatch_fakes.rs"]
-#[allow(dead_code)]
 mod fakes;
 
 use std::time::{Duration, Instant};

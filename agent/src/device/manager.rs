@@ -252,17 +252,16 @@ impl DeviceManager {
         for version in [IpVersion::V4, IpVersion::V6] {
             let current = self.host.default_gateway(&ns, version).await?;
             match gateway_subnet(network, version) {
-                Some((subnet, gateway)) => {
-                    if current != Some(gateway) {
-                        if let Some(old) = current.filter(|old| !subnet.contains(old)) {
-                            let _ = self.host.delete_onlink_route(&ns, device, old).await;
-                        }
-                        if !subnet.contains(&gateway) {
-                            self.host.add_onlink_route(&ns, device, gateway).await?;
-                        }
-                        self.host.set_default_gateway(&ns, device, gateway).await?;
+                Some((subnet, gateway)) if current != Some(gateway) => {
+                    if let Some(old) = current.filter(|old| !subnet.contains(old)) {
+                        let _ = self.host.delete_onlink_route(&ns, device, old).await;
                     }
+                    if !subnet.contains(&gateway) {
+                        self.host.add_onlink_route(&ns, device, gateway).await?;
+                    }
+                    self.host.set_default_gateway(&ns, device, gateway).await?;
                 }
+                Some(_) => {}
                 None if current.is_some() => self.host.delete_default_gateway(&ns, version).await?,
                 None => {}
             }

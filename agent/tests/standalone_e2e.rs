@@ -51,13 +51,31 @@ impl Standalone {
     }
 
     fn write_networks(&self, ports: &[Value]) {
+        self.write_networks_with(ports, &[]);
+    }
+
+    /// The network with its first subnet and `extra` subnets.
+    fn write_networks_with(&self, ports: &[Value], extra: &[Value]) {
+        let mut subnets = vec![
+            json!({"id": "e2e-subnet-v4", "cidr": "198.51.100.0/24", "ip_version": 4, "gateway_ip": "198.51.100.1",
+                         "enable_dhcp": true, "dns_nameservers": ["198.51.100.53"]}),
+        ];
+        subnets.extend(extra.iter().cloned());
         let doc = json!({"networks": [{
             "id": self.net_id, "project_id": "e2e", "mtu": 1400,
-            "subnets": [{"id": "e2e-subnet-v4", "cidr": "198.51.100.0/24", "ip_version": 4, "gateway_ip": "198.51.100.1",
-                         "enable_dhcp": true, "dns_nameservers": ["198.51.100.53"]}],
+            "subnets": subnets,
             "ports": ports
         }]});
         self.write_doc(&doc);
+    }
+
+    /// Addresses on the DHCP device, as `ip -o addr` in the namespace prints them.
+    fn device_addresses(&self) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.namespace(), "ip", "-o", "addr"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn write_doc(&self, doc: &Value) {
@@ -243,6 +261,45 @@ fn standalone_serves_changes_survives_restart_and_cleans_up() {
     );
     assert_eq!(
         c2.udhcpc_once(10, 1).expect("still served").get("ip"),
+        "198.51.100.21"
+    );
+
+    // A second subnet restarts DHCP and puts the DHCP port's address on it on
+    // the device; deleting that subnet takes exactly that address away again.
+    let ports = [s.port(1, "198.51.100.20"), s.port(2, "198.51.100.21")];
+    let second = json!({"id": "e2e-subnet-b", "cidr": "203.0.113.0/24", "ip_version": 4, "gateway_ip": null, "enable_dhcp": true});
+    s.write_networks_with(&ports, &[second]);
+    assert!(
+        wait_for(Duration::from_secs(15), || s
+            .device_addresses()
+            .contains("203.0.113.")
+            .then_some(()))
+        .is_some(),
+        "{}",
+        s.log()
+    );
+    let pid = wait_for(Duration::from_secs(10), || s.dnsmasq_pid())
+        .expect("dnsmasq after the subnet change");
+    s.write_networks(&ports);
+    assert!(
+        wait_for(Duration::from_secs(15), || (!s
+            .device_addresses()
+            .contains("203.0.113."))
+        .then_some(()))
+        .is_some(),
+        "{}",
+        s.log()
+    );
+    assert!(
+        s.device_addresses().contains("198.51.100."),
+        "{}",
+        s.device_addresses()
+    );
+    let pid = wait_for(Duration::from_secs(10), || s.dnsmasq_pid()).unwrap_or(pid);
+    assert_eq!(
+        c2.udhcpc_once(10, 1)
+            .expect("first subnet still served")
+            .get("ip"),
         "198.51.100.21"
     );
 

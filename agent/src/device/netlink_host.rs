@@ -15,7 +15,7 @@ use super::host::HostNet;
 pub struct NetlinkHost;
 
 fn failed(e: leasehold_netlink::Error) -> DriverError {
-    DriverError::Failed(e.to_string())
+    e.into_driver_error("host network")
 }
 
 fn version(v: IpVersion) -> leasehold_netlink::IpVersion {

@@ -16,8 +16,6 @@ use leasehold_core::driver::{tap_name, DriverContext, DriverError, InterfaceDriv
 use leasehold_core::model::Id;
 use leasehold_netlink::{isolate_l2, Handle, Netns};
 
-use crate::errors::driver_error;
-
 /// Prefix of the namespace end, Neutron's `DEV_NAME_PREFIX` for this driver.
 pub const NS_PREFIX: &str = "ns-";
 /// Prefix of the root end.
@@ -74,7 +72,7 @@ impl BridgeDriver {
             .unwrap_or_else(|| bridge_name(&spec.network_id));
         let err = |what: &str| {
             let context = format!("plug {dev} (port {}): {what}", spec.port_id);
-            move |e| driver_error(&context, e)
+            move |e: leasehold_netlink::Error| e.into_driver_error(&context)
         };
 
         // Leftovers in the root namespace under our names (a device of the
@@ -158,37 +156,37 @@ impl InterfaceDriver for BridgeDriver {
         if let Some(ns) = ns {
             Netns::ensure(ns)
                 .await
-                .map_err(|e| driver_error(&context, e))?;
+                .map_err(|e| e.into_driver_error(&context))?;
         }
         let inner = Handle::open(ns)
             .await
-            .map_err(|e| driver_error(&context, e))?;
+            .map_err(|e| e.into_driver_error(&context))?;
         if inner
             .link_exists(dev)
             .await
-            .map_err(|e| driver_error(&context, e))?
+            .map_err(|e| e.into_driver_error(&context))?
         {
             // Neutron's plug of an existing device: only the MTU is fixed.
             if let Some(mtu) = spec.mtu {
                 inner
                     .set_mtu(dev, mtu)
                     .await
-                    .map_err(|e| driver_error(&context, e))?;
+                    .map_err(|e| e.into_driver_error(&context))?;
                 let root = Handle::open(None)
                     .await
-                    .map_err(|e| driver_error(&context, e))?;
+                    .map_err(|e| e.into_driver_error(&context))?;
                 let tap = root_device_name(dev);
                 if root.link_exists(&tap).await.unwrap_or(false) {
                     root.set_mtu(&tap, mtu)
                         .await
-                        .map_err(|e| driver_error(&context, e))?;
+                        .map_err(|e| e.into_driver_error(&context))?;
                 }
             }
             return Ok(());
         }
         let root = Handle::open(None)
             .await
-            .map_err(|e| driver_error(&context, e))?;
+            .map_err(|e| e.into_driver_error(&context))?;
         let mut made = Made::default();
         let result = self.plug_new(spec, &root, &mut made).await;
         if result.is_err() {
@@ -202,11 +200,11 @@ impl InterfaceDriver for BridgeDriver {
         if namespace.is_none_or(Netns::exists) {
             let inner = Handle::open(namespace)
                 .await
-                .map_err(|e| driver_error(&context, e))?;
+                .map_err(|e| e.into_driver_error(&context))?;
             inner
                 .delete_link(device)
                 .await
-                .map_err(|e| driver_error(&context, e))?;
+                .map_err(|e| e.into_driver_error(&context))?;
         }
         // The root end normally goes with its peer; remove it if the peer
         // was already gone.
@@ -214,10 +212,10 @@ impl InterfaceDriver for BridgeDriver {
         if tap != device {
             let root = Handle::open(None)
                 .await
-                .map_err(|e| driver_error(&context, e))?;
+                .map_err(|e| e.into_driver_error(&context))?;
             root.delete_link(&tap)
                 .await
-                .map_err(|e| driver_error(&context, e))?;
+                .map_err(|e| e.into_driver_error(&context))?;
         }
         Ok(())
     }
@@ -230,7 +228,7 @@ impl InterfaceDriver for BridgeDriver {
     ) -> Result<(), DriverError> {
         leasehold_netlink::init_l3(device, cidrs, namespace)
             .await
-            .map_err(|e| driver_error(&format!("init_l3 on {device}"), e))
+            .map_err(|e| e.into_driver_error(&format!("init_l3 on {device}")))
     }
 }
 

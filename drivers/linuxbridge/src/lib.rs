@@ -13,7 +13,6 @@
 )]
 
 mod bridge;
-mod errors;
 mod null;
 
 pub use bridge::{

@@ -7,8 +7,6 @@ use ipnet::IpNet;
 use leasehold_core::driver::{DriverContext, DriverError, InterfaceDriver, PlugSpec};
 use leasehold_netlink::Handle;
 
-use crate::errors::driver_error;
-
 /// Plugs and unplugs nothing, as Neutron's `NullDriver`. `init_l3` still
 /// sets the addresses of a device that someone else made; with no such
 /// device there is nothing to address and it succeeds.
@@ -41,10 +39,10 @@ impl InterfaceDriver for NullDriver {
         let context = format!("init_l3 on {device}");
         let h = Handle::open(namespace)
             .await
-            .map_err(|e| driver_error(&context, e))?;
+            .map_err(|e| e.into_driver_error(&context))?;
         match h.init_l3(device, cidrs).await {
             Err(leasehold_netlink::Error::NoSuchDevice { .. }) => Ok(()),
-            other => other.map_err(|e| driver_error(&context, e)),
+            other => other.map_err(|e| e.into_driver_error(&context)),
         }
     }
 }

@@ -135,3 +135,18 @@ pub(crate) fn netlink_errno(e: &rtnetlink::Error) -> Option<i32> {
 
 /// Results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// As a driver error named by what was being done: an I/O error carrying
+    /// the kernel's errno when there is one.
+    pub fn into_driver_error(self, context: &str) -> leasehold_core::driver::DriverError {
+        use leasehold_core::driver::DriverError;
+        match self.errno() {
+            Some(errno) => DriverError::io(
+                format!("{context}: {self}"),
+                std::io::Error::from_raw_os_error(errno),
+            ),
+            None => DriverError::Failed(format!("{context}: {self}")),
+        }
+    }
+}

@@ -9,7 +9,6 @@ use leasehold_core::driver::{tap_name, DriverContext, DriverError, InterfaceDriv
 use leasehold_core::model::Id;
 use leasehold_netlink::{disable_checksum_offload, format_mac, isolate_l2, Handle, Netns};
 
-use crate::errors::driver_error;
 use crate::settings::Settings;
 use crate::vsctl::{PortIds, Vsctl};
 
@@ -93,7 +92,7 @@ impl OvsDriver {
                         APPEAR_TIMEOUT.as_secs()
                     )))
                 }
-                Err(e) => return Err(driver_error(&format!("wait for {device}"), e)),
+                Err(e) => return Err(e.into_driver_error(&format!("wait for {device}"))),
             }
         }
     }
@@ -108,7 +107,7 @@ impl OvsDriver {
                 Err(e) if e.is_not_found() && tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(APPEAR_POLL).await
                 }
-                Err(e) => return Err(driver_error(&format!("move {device} to {ns}"), e)),
+                Err(e) => return Err(e.into_driver_error(&format!("move {device} to {ns}"))),
             }
         }
     }
@@ -118,7 +117,7 @@ impl OvsDriver {
         let ns = spec.namespace.as_deref();
         let err = |what: &str| {
             let context = format!("plug {dev} (port {}): {what}", spec.port_id);
-            move |e| driver_error(&context, e)
+            move |e: leasehold_netlink::Error| e.into_driver_error(&context)
         };
         let root = Handle::open(None).await.map_err(err("open"))?;
         // Neutron's replace_port, first transaction: drop a stale port of
@@ -168,7 +167,7 @@ impl OvsDriver {
         let ns = spec.namespace.as_deref();
         let err = |what: &str| {
             let context = format!("plug {dev} (port {}): {what}", spec.port_id);
-            move |e| driver_error(&context, e)
+            move |e: leasehold_netlink::Error| e.into_driver_error(&context)
         };
         if tap == dev {
             return Err(DriverError::Failed(format!(
@@ -239,7 +238,7 @@ impl OvsDriver {
                 Ok::<_, leasehold_netlink::Error>(())
             }
             .await;
-            note(r.map_err(|e| driver_error(&context, e)));
+            note(r.map_err(|e| e.into_driver_error(&context)));
         }
         if port != device || namespace.is_some() {
             let r = async {
@@ -247,7 +246,7 @@ impl OvsDriver {
                 Ok::<_, leasehold_netlink::Error>(())
             }
             .await;
-            note(r.map_err(|e| driver_error(&context, e)));
+            note(r.map_err(|e| e.into_driver_error(&context)));
         }
         first.map_or(Ok(()), Err)
     }
@@ -271,31 +270,31 @@ impl InterfaceDriver for OvsDriver {
         if let Some(ns) = ns {
             Netns::ensure(ns)
                 .await
-                .map_err(|e| driver_error(&context, e))?;
+                .map_err(|e| e.into_driver_error(&context))?;
         }
         let inner = Handle::open(ns)
             .await
-            .map_err(|e| driver_error(&context, e))?;
+            .map_err(|e| e.into_driver_error(&context))?;
         if inner
             .link_exists(dev)
             .await
-            .map_err(|e| driver_error(&context, e))?
+            .map_err(|e| e.into_driver_error(&context))?
         {
             // Neutron's plug of an existing device: only the MTU is fixed.
             if let Some(mtu) = spec.mtu {
                 inner
                     .set_mtu(dev, mtu)
                     .await
-                    .map_err(|e| driver_error(&context, e))?;
+                    .map_err(|e| e.into_driver_error(&context))?;
                 if self.settings.ovs_use_veth {
                     let root = Handle::open(None)
                         .await
-                        .map_err(|e| driver_error(&context, e))?;
+                        .map_err(|e| e.into_driver_error(&context))?;
                     let tap = root_end(dev);
                     if root.link_exists(&tap).await.unwrap_or(false) {
                         root.set_mtu(&tap, mtu)
                             .await
-                            .map_err(|e| driver_error(&context, e))?;
+                            .map_err(|e| e.into_driver_error(&context))?;
                     }
                 }
             }
@@ -332,7 +331,7 @@ impl InterfaceDriver for OvsDriver {
     ) -> Result<(), DriverError> {
         leasehold_netlink::init_l3(device, cidrs, namespace)
             .await
-            .map_err(|e| driver_error(&format!("init_l3 on {device}"), e))
+            .map_err(|e| e.into_driver_error(&format!("init_l3 on {device}")))
     }
 }
 

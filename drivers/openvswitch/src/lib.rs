@@ -16,7 +16,6 @@
 )]
 
 mod driver;
-mod errors;
 mod settings;
 mod vsctl;
 

@@ -1,0 +1,53 @@
+//! `leasehold-bench`: measures Leasehold against the reference
+//! neutron-dhcp-agent in the same run on the same machine and prints a
+//! markdown table of ratios. See `leasehold-bench --help`.
+
+mod machine;
+mod render;
+mod table;
+mod util;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Side-by-side benchmarks: Leasehold vs neutron-dhcp-agent (pinned venv).
+#[derive(Parser)]
+#[command(name = "leasehold-bench")]
+struct Cli {
+    /// Smaller sizes and fewer rounds, for a quick look.
+    #[arg(long, global = true)]
+    quick: bool,
+    /// The venv with the pinned neutron (default: $LEASEHOLD_NEUTRON_VENV or target/neutron-venv).
+    #[arg(long, global = true)]
+    venv: Option<PathBuf>,
+    #[command(subcommand)]
+    what: What,
+}
+
+/// Which measurements to run.
+#[derive(Subcommand, Clone, Copy, PartialEq)]
+enum What {
+    /// Everything, in priority order.
+    All,
+    /// Render host/addn_hosts/opts: Leasehold's renderer vs neutron's Dnsmasq driver.
+    Render,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let venv = cli
+        .venv
+        .or_else(|| std::env::var_os("LEASEHOLD_NEUTRON_VENV").map(PathBuf::from))
+        .unwrap_or_else(|| util::repo_root().join("target/neutron-venv"));
+    let mut table = table::Table::default();
+    let all = cli.what == What::All;
+    if all || cli.what == What::Render {
+        render::run(&mut table, &venv, cli.quick)?;
+    }
+    println!("{}", machine::describe());
+    println!();
+    println!("{}", table.markdown());
+    Ok(())
+}

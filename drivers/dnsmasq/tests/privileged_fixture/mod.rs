@@ -22,33 +22,7 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 /// The server's address on the test subnet.
 pub const SERVER_IP: &str = "198.51.100.2";
 
-/// Whether privileged tests can run; outside CI a non-root run skips.
-pub fn privileged(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: privileged test must run as root in CI");
-    }
-    eprintln!("skipping {test}: needs root (namespaces, veth, dnsmasq)");
-    false
-}
-
-/// Runs a command; panics with its output on failure.
-pub fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use leasehold_testkit::{privileged, sh};
 
 /// One DHCP event as the client script saw it.
 #[derive(Clone, Debug, Default, PartialEq)]

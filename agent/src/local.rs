@@ -11,6 +11,7 @@ use leasehold_core::namespace_of;
 
 use crate::device::{DeviceManager, HostNet};
 use crate::dispatch::{ActionError, NetworkActions};
+use crate::embedded::vlan::VlanTagger;
 
 /// Networks served on this host.
 #[derive(Debug)]
@@ -19,6 +20,7 @@ pub struct LocalNetworks {
     dhcp: Arc<dyn DhcpDriver>,
     host: Arc<dyn HostNet>,
     metadata_warned: AtomicBool,
+    vlans: Option<Arc<VlanTagger>>,
 }
 
 fn has_dhcp_subnet(net: &Network) -> bool {
@@ -36,7 +38,15 @@ impl LocalNetworks {
             dhcp,
             host,
             metadata_warned: AtomicBool::new(false),
+            vlans: None,
         }
+    }
+
+    /// Tags each DHCP port with its network's local VLAN after setup (the
+    /// embedded mode on Open vSwitch, where no L2 agent does it).
+    pub fn with_vlan_tagger(mut self, tagger: Arc<VlanTagger>) -> Self {
+        self.vlans = Some(tagger);
+        self
     }
 
     /// Unplugs every device of the namespace: the namespace is this network's
@@ -67,6 +77,9 @@ impl NetworkActions for LocalNetworks {
             return Ok(());
         }
         let (net, device) = self.devices.setup(net).await?;
+        if let (Some(vlans), Some(port)) = (&self.vlans, self.devices.own_port(&net)) {
+            vlans.tag(&net, &port.id).await?;
+        }
         self.dhcp.enable(&net, &device).await?;
         Ok(())
     }
@@ -87,6 +100,9 @@ impl NetworkActions for LocalNetworks {
         }
         if let Err(e) = self.devices.delete_namespace(&net.id).await {
             first.get_or_insert(e);
+        }
+        if let Some(vlans) = &self.vlans {
+            vlans.release(&net.id).await;
         }
         first.map_or(Ok(()), Err)
     }

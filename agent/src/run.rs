@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::device::{DeviceManager, DeviceSettings, HostNet};
 use crate::dispatch::{Dispatcher, DispatcherConfig, MetadataConfig};
+use crate::embedded::vlan::VlanTagger;
 use crate::embedded::watch::FileWatcher;
 use crate::embedded::EmbeddedServer;
 use crate::local::LocalNetworks;
@@ -144,7 +145,15 @@ pub async fn run(loaded: Loaded, host_net: Arc<dyn HostNet>) -> anyhow::Result<(
         interface,
         host_net.clone(),
     );
-    let actions = Arc::new(LocalNetworks::new(devices, dhcp.clone(), host_net));
+    let mut actions = LocalNetworks::new(devices, dhcp.clone(), host_net);
+    if matches!(transport, Transport::File(_)) {
+        // No L2 agent moves the DHCP port off OVS's dead VLAN here: the agent does.
+        let driver = &loaded.interface_entry()?.name;
+        if let Some(tagger) = VlanTagger::for_driver(driver, o)? {
+            actions = actions.with_vlan_tagger(tagger);
+        }
+    }
+    let actions = Arc::new(actions);
     let mut config = DispatcherConfig::new(loaded.host.clone());
     config.metadata = metadata;
     config.num_sync_threads = o

@@ -47,10 +47,12 @@ fn changes(before: &Network, after: &Network) -> Vec<Event> {
         priority,
     };
     // Network-wide attributes (admin state, MTU, segments) go through an
-    // update, which re-enables: the dnsmasq command line may change.
+    // update, which re-enables: the dnsmasq command line may change, and on
+    // Open vSwitch the segmentation id is the DHCP port's VLAN.
     if before.admin_state_up != after.admin_state_up
         || before.mtu != after.mtu
         || before.segments != after.segments
+        || before.segmentation_id != after.segmentation_id
     {
         out.push(ev(
             Notification::NetworkUpdateEnd {
@@ -177,6 +179,14 @@ mod tests {
         );
         let mtu = BASE.replace("{\"id\": \"a\",", "{\"id\": \"a\", \"mtu\": 1400,");
         assert_eq!(kinds(&events(&file(BASE), &file(&mtu))), ["network_update"]);
+        let vlan = BASE.replace(
+            "{\"id\": \"a\",",
+            "{\"id\": \"a\", \"provider:segmentation_id\": 42,",
+        );
+        assert_eq!(
+            kinds(&events(&file(BASE), &file(&vlan))),
+            ["network_update"]
+        );
         let down = BASE.replace(
             "{\"id\": \"a\",",
             "{\"id\": \"a\", \"admin_state_up\": false,",

@@ -10,6 +10,7 @@ pub mod allocate;
 pub mod diff;
 pub mod networks_file;
 pub mod server;
+pub mod vlan;
 pub mod watch;
 
 pub use server::EmbeddedServer;

@@ -20,16 +20,45 @@ pub struct LogSettings {
     pub also_stderr: bool,
 }
 
-/// Installs the global subscriber; `RUST_LOG` overrides the level.
-pub fn init(format: LogFormat, settings: &LogSettings) -> anyhow::Result<()> {
-    // netlink-packet-route warns on every dump when the kernel is newer than
-    // the crate (IFLA_INET6_CONF grew): noise an operator cannot act on.
-    let level = if settings.debug {
+/// Changes the log level of the running agent (SIGHUP re-reads `debug`).
+pub struct LogControl {
+    set: Box<dyn Fn(EnvFilter) -> anyhow::Result<()> + Send + Sync>,
+    from_env: bool,
+}
+
+impl std::fmt::Debug for LogControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogControl")
+            .field("from_env", &self.from_env)
+            .finish()
+    }
+}
+
+impl LogControl {
+    /// Switches between debug and info, unless `RUST_LOG` chose the level.
+    pub fn set_debug(&self, debug: bool) -> anyhow::Result<()> {
+        if self.from_env {
+            return Ok(());
+        }
+        (self.set)(EnvFilter::new(level(debug)))
+    }
+}
+
+// netlink-packet-route warns on every dump when the kernel is newer than
+// the crate (IFLA_INET6_CONF grew): noise an operator cannot act on.
+fn level(debug: bool) -> &'static str {
+    if debug {
         "debug,netlink_packet_route=error"
     } else {
         "info,netlink_packet_route=error"
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    }
+}
+
+/// Installs the global subscriber; `RUST_LOG` overrides the level.
+pub fn init(format: LogFormat, settings: &LogSettings) -> anyhow::Result<LogControl> {
+    let from_env = std::env::var_os("RUST_LOG").is_some();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level(settings.debug)));
     let writer = match &settings.file {
         None => BoxMakeWriter::new(std::io::stderr),
         Some(path) => {
@@ -50,11 +79,33 @@ pub fn init(format: LogFormat, settings: &LogSettings) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(writer)
         .with_target(false);
-    let result = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let set: Box<dyn Fn(EnvFilter) -> anyhow::Result<()> + Send + Sync> = match format {
+        LogFormat::Human => {
+            let builder = builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder
+                .try_init()
+                .map_err(|e| anyhow::anyhow!("logging: {e}"))?;
+            Box::new(move |f| {
+                handle
+                    .reload(f)
+                    .map_err(|e| anyhow::anyhow!("logging: {e}"))
+            })
+        }
+        LogFormat::Json => {
+            let builder = builder.json().flatten_event(true).with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder
+                .try_init()
+                .map_err(|e| anyhow::anyhow!("logging: {e}"))?;
+            Box::new(move |f| {
+                handle
+                    .reload(f)
+                    .map_err(|e| anyhow::anyhow!("logging: {e}"))
+            })
+        }
     };
-    result.map_err(|e| anyhow::anyhow!("logging: {e}"))
+    Ok(LogControl { set, from_env })
 }
 
 /// Writes to a file and to standard error.

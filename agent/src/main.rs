@@ -30,10 +30,13 @@ fn main() -> ExitCode {
         }
     };
     let settings = log_settings(&loaded.options).unwrap_or_default();
-    if let Err(e) = logging::init(cli.log_format, &settings) {
-        eprintln!("leasehold-agent: {e:#}");
-        return ExitCode::from(1);
-    }
+    let log_control = match logging::init(cli.log_format, &settings) {
+        Ok(control) => control,
+        Err(e) => {
+            eprintln!("leasehold-agent: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
     for notice in &loaded.notices {
         tracing::warn!("{notice}");
     }
@@ -54,7 +57,7 @@ fn main() -> ExitCode {
             }
             other => other.map_err(anyhow::Error::from),
         },
-        Command::Run => run_agent(loaded),
+        Command::Run => run_agent(loaded, log_control),
         Command::Man => Ok(()),
     };
     match result {
@@ -66,13 +69,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_agent(loaded: setup::Loaded) -> anyhow::Result<()> {
+fn run_agent(loaded: setup::Loaded, log_control: logging::LogControl) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(leasehold_agent::run::run(
         loaded,
         std::sync::Arc::new(NetlinkHost),
+        Some(log_control),
     ))
 }
 

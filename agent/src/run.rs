@@ -72,7 +72,11 @@ fn secs(
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
-pub async fn run(loaded: Loaded, host_net: Arc<dyn HostNet>) -> anyhow::Result<()> {
+pub async fn run(
+    loaded: Loaded,
+    host_net: Arc<dyn HostNet>,
+    log_control: Option<crate::logging::LogControl>,
+) -> anyhow::Result<()> {
     let o = &loaded.options;
     let (url, origin) = o.raw("DEFAULT", "transport_url")?.filter(|(u, _)| !u.is_empty()).context(
         "[DEFAULT] transport_url is not set: use rabbit://user:pass@host:5672/ for a Neutron deployment, or file:///path/networks.json to run standalone",
@@ -245,7 +249,7 @@ pub async fn run(loaded: Loaded, host_net: Arc<dyn HostNet>) -> anyhow::Result<(
                 dispatcher.schedule_resync("transport reconnected", None);
             },
             _ = hup.recv() => {
-                tracing::info!("SIGHUP: re-reading the networks file (configuration changes need a restart)");
+                reload_configuration(&loaded, log_control.as_ref());
                 let _ = reread_tx.try_send(());
             }
             Ok(()) = exit_requests.changed() => {
@@ -264,6 +268,54 @@ pub async fn run(loaded: Loaded, host_net: Arc<dyn HostNet>) -> anyhow::Result<(
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), running).await;
     Ok(())
+}
+
+/// SIGHUP: re-reads the config files. The log level (`debug`) is applied at
+/// once; every other changed option is named as needing a restart, because
+/// changing drivers, paths or the transport under running networks is not safe.
+fn reload_configuration(loaded: &Loaded, log_control: Option<&crate::logging::LogControl>) {
+    let fresh = match crate::setup::load(&loaded.files) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!("SIGHUP: configuration not reloaded: {e:#}");
+            return;
+        }
+    };
+    let mut needs_restart = Vec::new();
+    for spec in fresh.options.specs() {
+        let old = loaded
+            .options
+            .raw(spec.section, spec.name)
+            .ok()
+            .flatten()
+            .map(|(v, _)| v);
+        let new = fresh
+            .options
+            .raw(spec.section, spec.name)
+            .ok()
+            .flatten()
+            .map(|(v, _)| v);
+        if old == new {
+            continue;
+        }
+        if spec.section == "DEFAULT" && spec.name == "debug" {
+            let debug_on = fresh.options.flag("DEFAULT", "debug").unwrap_or(false);
+            match log_control.map(|c| c.set_debug(debug_on)) {
+                Some(Err(e)) => tracing::error!("SIGHUP: {e}"),
+                _ => tracing::info!(debug = debug_on, "SIGHUP: log level changed"),
+            }
+        } else {
+            needs_restart.push(format!("[{}] {}", spec.section, spec.name));
+        }
+    }
+    if needs_restart.is_empty() {
+        tracing::info!("SIGHUP: configuration re-read; networks file re-read");
+    } else {
+        tracing::warn!(
+            "SIGHUP: changed options that take effect only after a restart: {}",
+            needs_restart.join(", ")
+        );
+    }
 }
 
 /// Sends `report_state` every `report_interval`, with `start_flag` until the

@@ -94,7 +94,7 @@ impl Standalone {
         let child = Command::new(env!("CARGO_BIN_EXE_leasehold-agent"))
             .arg("--config-file")
             .arg(self.dir.path().join("agent.ini"))
-            .env("RUST_LOG", "info")
+            .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -221,6 +221,36 @@ fn standalone_serves_changes_survives_restart_and_cleans_up() {
         metrics.contains("leasehold_driver_calls_total{action=\"enable\"} 1\n"),
         "{metrics}"
     );
+
+    // SIGHUP re-reads the configuration: the log level applies at once, other
+    // changes are named as needing a restart.
+    let ini = s.dir.path().join("agent.ini");
+    let original = std::fs::read_to_string(&ini).unwrap();
+    let mut text = original.clone();
+    text.push_str("\n[DEFAULT]\ndebug = true\ndns_domain = other.test\n");
+    std::fs::write(&ini, text).unwrap();
+    let agent_pid = s.agent.as_ref().unwrap().id() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent_pid),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || s
+            .log()
+            .contains("log level changed")
+            .then_some(()))
+        .is_some(),
+        "{}",
+        s.log()
+    );
+    assert!(
+        s.log()
+            .contains("only after a restart: [DEFAULT] dns_domain"),
+        "{}",
+        s.log()
+    );
+    std::fs::write(&ini, original).unwrap();
 
     // A changed port address and a new port are served after the file changes.
     s.write_networks(&[s.port(1, "198.51.100.20"), s.port(2, "198.51.100.21")]);

@@ -538,8 +538,24 @@ impl DhcpDriver for DnsmasqDriver {
                 self.ensure_registered(&spec, pid);
                 return Ok(());
             }
+            // Say what differs, so an operator sees why a migration restarted it.
+            let running_argv = process::cmdline(pid).unwrap_or_default();
+            let differs = spec
+                .argv
+                .iter()
+                .zip(running_argv.iter().chain(std::iter::repeat(&String::new())))
+                .find(|(ours, theirs)| ours != theirs)
+                .map(|(ours, theirs)| format!("{theirs:?} where we would pass {ours:?}"))
+                .unwrap_or_else(|| {
+                    format!(
+                        "{} arguments where we would pass {}",
+                        running_argv.len(),
+                        spec.argv.len()
+                    )
+                });
             tracing::info!(
                 pid,
+                differs,
                 "running dnsmasq has another command line; restarting it"
             );
             self.stop_locked(&spec).await?;

@@ -22,6 +22,7 @@ use leasehold_agent::server_api::PluginApi;
 use leasehold_agent::setup::{load, Loaded};
 use leasehold_core::driver::{DhcpDriver, InterfaceDriver};
 use leasehold_core::model::{Id, Mac, Network};
+use leasehold_dnsmasq::monitor::ProcessMonitor;
 use leasehold_linuxbridge::{bridge_name, root_device_name};
 use leasehold_netlink::{eui64_link_local, Handle, IpVersion, Netns};
 use leasehold_openvswitch::{OvsDriver, Settings};
@@ -241,6 +242,11 @@ impl Harness {
 impl Drop for Harness {
     fn drop(&mut self) {
         // A backstop for failed scenarios: a passing one has cleaned up.
+        // The monitor lets go first, or it would respawn the dnsmasq killed
+        // here into a namespace about to be deleted.
+        if let Some(monitor) = ProcessMonitor::shared_if_made() {
+            monitor.unregister(self.net_id.as_str());
+        }
         if let Some(pid) = std::fs::read_to_string(self.pid_file())
             .ok()
             .and_then(|p| p.trim().parse::<i32>().ok())

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use leasehold_testkit::{privileged, sh_quiet, wait_for, Client};
 use serde_json::{json, Value};
-use support::neutron::NeutronServer;
+use leasehold_testkit::neutron::NeutronServer;
 
 /// The agent binary, as an operator would run it.
 struct Agent {

@@ -10,7 +10,7 @@ use leasehold_agent::rabbit::{LinkEvent, Rabbit, RabbitPluginApi, RabbitSettings
 use leasehold_agent::server_api::{PluginApi, RpcError};
 use leasehold_core::model::Id;
 use serde_json::json;
-use support::rabbit::{privileged_or_skip, OsloPeer, Vhost};
+use leasehold_testkit::rabbit::{privileged_or_skip, OsloPeer, Vhost};
 use tokio::sync::{mpsc, watch};
 
 const HOST: &str = "lh-test-host";

@@ -4,13 +4,24 @@
 //! private userspace Open vSwitch for tests that need one.
 #![allow(clippy::missing_panics_doc)]
 
+pub mod neutron;
 pub mod ovs;
+pub mod rabbit;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+/// The repository's root (testkit/ is one level down): the Python helpers
+/// and pinned requirements live in `agent/tests/support/`.
+pub fn repo_root() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 

@@ -1,9 +1,6 @@
 //! Helpers shared by the agent's integration tests.
 #![allow(dead_code)]
 
-pub mod neutron;
-pub mod rabbit;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

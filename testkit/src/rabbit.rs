@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::repo_root;
+use crate::repo_root;
 
 /// A vhost of our own on the shared broker, deleted on drop.
 pub struct Vhost {

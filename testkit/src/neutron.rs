@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::rabbit::Vhost;
-use super::repo_root;
+use crate::rabbit::Vhost;
+use crate::repo_root;
 
 /// The Python of a venv with the pinned neutron, made once if absent.
 pub fn neutron_venv() -> PathBuf {
@@ -203,7 +203,7 @@ impl NeutronServer {
             .spawn()
             .expect("fake OVS agent starts");
         server.children.push(ovs);
-        let up = leasehold_testkit::wait_for(Duration::from_secs(120), || {
+        let up = crate::wait_for(Duration::from_secs(120), || {
             server
                 .get("/v2.0/agents")
                 .filter(|a| a["agents"].as_array().is_some_and(|l| !l.is_empty()))
@@ -301,10 +301,7 @@ impl Drop for NeutronServer {
             );
         }
         for child in &mut self.children {
-            if leasehold_testkit::wait_for(Duration::from_secs(5), || {
-                child.try_wait().ok().flatten()
-            })
-            .is_none()
+            if crate::wait_for(Duration::from_secs(5), || child.try_wait().ok().flatten()).is_none()
             {
                 let _ = child.kill();
             }

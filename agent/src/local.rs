@@ -21,6 +21,7 @@ pub struct LocalNetworks {
     host: Arc<dyn HostNet>,
     metadata_warned: AtomicBool,
     vlans: Option<Arc<VlanTagger>>,
+    proxy: Option<crate::metadata_proxy::ProxySettings>,
 }
 
 fn has_dhcp_subnet(net: &Network) -> bool {
@@ -39,7 +40,14 @@ impl LocalNetworks {
             host,
             metadata_warned: AtomicBool::new(false),
             vlans: None,
+            proxy: None,
         }
+    }
+
+    /// Runs the isolated-metadata proxy (haproxy) where the dispatcher asks for it.
+    pub fn with_metadata_proxy(mut self, proxy: crate::metadata_proxy::ProxySettings) -> Self {
+        self.proxy = Some(proxy);
+        self
     }
 
     /// Tags each DHCP port with its network's local VLAN after setup (the
@@ -130,9 +138,24 @@ impl NetworkActions for LocalNetworks {
     }
 
     async fn metadata(&self, net: &Network, enable: bool) -> Result<(), ActionError> {
-        if enable && !self.metadata_warned.swap(true, Ordering::Relaxed) {
-            tracing::warn!(network = %net.id, "isolated metadata is enabled, but Leasehold does not run the metadata proxy yet; the 169.254.169.254 address and routes are set, requests will not be answered");
+        if !enable {
+            return match &self.proxy {
+                Some(p) => p
+                    .disable(&net.id)
+                    .await
+                    .map_err(|e| ActionError::Other(e.to_string())),
+                None => Ok(()),
+            };
         }
-        Ok(())
+        let Some(proxy) = self.proxy.as_ref().filter(|p| p.haproxy.is_some()) else {
+            if !self.metadata_warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(network = %net.id, "isolated metadata is enabled but haproxy is not installed: the 169.254.169.254 address and routes are set, requests will not be answered (install haproxy)");
+            }
+            return Ok(());
+        };
+        proxy
+            .enable(&net.id)
+            .await
+            .map_err(|e| ActionError::Other(e.to_string()))
     }
 }

@@ -149,7 +149,31 @@ pub async fn run(
         interface,
         host_net.clone(),
     );
-    let mut actions = LocalNetworks::new(devices, dhcp.clone(), host_net);
+    let proxy = crate::metadata_proxy::ProxySettings {
+        state_path: o
+            .str_or("DEFAULT", "state_path", "/var/lib/neutron")?
+            .into(),
+        external_pids: o
+            .str_or("DEFAULT", "external_pids", "/var/lib/neutron/external/pids")?
+            .into(),
+        socket: o
+            .str_or(
+                "DEFAULT",
+                "metadata_proxy_socket",
+                "/var/lib/neutron/metadata_proxy",
+            )?
+            .into(),
+        user: Some(o.str_or("DEFAULT", "metadata_proxy_user", "")?)
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| nix::unistd::geteuid().to_string()),
+        group: Some(o.str_or("DEFAULT", "metadata_proxy_group", "")?)
+            .filter(|g| !g.is_empty())
+            .unwrap_or_else(|| nix::unistd::getegid().to_string()),
+        debug: o.flag("DEFAULT", "debug")?,
+        haproxy: crate::metadata_proxy::find_haproxy(),
+    };
+    let mut actions =
+        LocalNetworks::new(devices, dhcp.clone(), host_net).with_metadata_proxy(proxy);
     if matches!(transport, Transport::File(_)) {
         // No L2 agent moves the DHCP port off OVS's dead VLAN here: the agent does.
         let driver = &loaded.interface_entry()?.name;

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use leasehold_testkit::neutron::NeutronServer;
 use leasehold_testkit::{privileged, sh_quiet, wait_for, Client};
 use serde_json::{json, Value};
-use leasehold_testkit::neutron::NeutronServer;
 
 /// The agent binary, as an operator would run it.
 struct Agent {
@@ -195,6 +195,24 @@ fn a_real_neutron_server_drives_the_agent() {
     assert_eq!(lease.get("ip"), "198.51.100.10");
     assert_eq!(lease.get("router"), "198.51.100.1");
     assert_eq!(lease.get("dns"), "198.51.100.53");
+    // (f) dhcp_ready_on_ports reached the server: the VM port's DHCP
+    // provisioning block is gone (it stays DOWN only for want of an L2 agent).
+    let blocks = |port: &str| {
+        server.sql(&format!(
+            "SELECT COUNT(*) FROM provisioningblocks pb JOIN ports p ON p.standard_attr_id = pb.standard_attr_id WHERE p.id = '{port}' AND pb.entity = 'DHCP'"
+        ))
+    };
+    let cleared = wait_for(Duration::from_secs(15), || {
+        (blocks(&vm_id) == ["0"]).then_some(())
+    });
+    assert!(
+        cleared.is_some(),
+        "{}",
+        context(&format!(
+            "DHCP provisioning block of {vm_id} not cleared: {:?}",
+            blocks(&vm_id)
+        ))
+    );
     // A router interface is a port too: its address appears in the hosts file.
     let router = id(
         &server.post("/v2.0/routers", json!({"router": {"name": "r1"}})),

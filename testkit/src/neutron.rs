@@ -286,6 +286,31 @@ impl NeutronServer {
             .unwrap_or_else(|| panic!("DELETE {path} failed\n{}", self.logs()));
     }
 
+    /// Name of its MariaDB database.
+    pub fn database(&self) -> &str {
+        &self._db.name
+    }
+
+    /// Runs one SQL query on the server's database; the first column of each row.
+    pub fn sql(&self, query: &str) -> Vec<String> {
+        let out = Command::new("mariadb")
+            .args([
+                "-uroot",
+                "-h127.0.0.1",
+                "-N",
+                "-B",
+                &self._db.name,
+                "-e",
+                query,
+            ])
+            .output()
+            .expect("mariadb runs");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split('\t').next().unwrap_or_default().to_string())
+            .collect()
+    }
+
     /// Its working directory.
     pub fn path(&self) -> &Path {
         self.dir.path()

@@ -362,12 +362,16 @@ fn standalone_serves_changes_survives_restart_and_cleans_up() {
         "198.51.100.20"
     );
 
-    // Removing the network removes its namespace, files and dnsmasq.
+    // Removing the network removes its namespace, files, dnsmasq and (with
+    // the clients gone) the bridge the agent made.
+    drop(c1);
+    drop(c2);
     s.write_doc(&json!({"networks": []}));
     let gone = wait_for(Duration::from_secs(15), || {
         (!exists(&PathBuf::from(format!("/run/netns/{}", s.namespace())))
             && !s.conf_dir().exists()
-            && s.dnsmasq_pid().is_none())
+            && s.dnsmasq_pid().is_none()
+            && !exists(&PathBuf::from(format!("/sys/class/net/{}", s.bridge()))))
         .then_some(())
     });
     assert!(gone.is_some(), "network not torn down:\n{}", s.log());

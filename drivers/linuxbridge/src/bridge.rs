@@ -197,6 +197,24 @@ impl InterfaceDriver for BridgeDriver {
 
     async fn unplug(&self, device: &str, namespace: Option<&str>) -> Result<(), DriverError> {
         let context = format!("unplug {device}");
+        let root = Handle::open(None)
+            .await
+            .map_err(|e| e.into_driver_error(&context))?;
+        // The bridge this driver made for the network, found before the tap goes.
+        let tap = root_device_name(device);
+        let bridge = match root.link(&tap).await {
+            Ok(Some(link)) => match link.master {
+                Some(index) => root
+                    .list_links()
+                    .await
+                    .ok()
+                    .and_then(|links| links.into_iter().find(|l| l.index == index))
+                    .map(|l| l.name)
+                    .filter(|name| name.starts_with(BRIDGE_PREFIX)),
+                None => None,
+            },
+            _ => None,
+        };
         if namespace.is_none_or(Netns::exists) {
             let inner = Handle::open(namespace)
                 .await
@@ -208,14 +226,23 @@ impl InterfaceDriver for BridgeDriver {
         }
         // The root end normally goes with its peer; remove it if the peer
         // was already gone.
-        let tap = root_device_name(device);
         if tap != device {
-            let root = Handle::open(None)
-                .await
-                .map_err(|e| e.into_driver_error(&context))?;
             root.delete_link(&tap)
                 .await
                 .map_err(|e| e.into_driver_error(&context))?;
+        }
+        // Unlike Neutron (whose L2 agent owned the bridges), this driver
+        // creates brq<net>; it removes it with its last port, so a network's
+        // teardown leaves no device behind. A bridge with VM taps stays.
+        if let Some(bridge) = bridge {
+            if let Ok(links) = root.list_links().await {
+                let index = links.iter().find(|l| l.name == bridge).map(|l| l.index);
+                if index.is_some() && !links.iter().any(|l| l.master == index) {
+                    root.delete_link(&bridge)
+                        .await
+                        .map_err(|e| e.into_driver_error(&context))?;
+                }
+            }
         }
         Ok(())
     }

@@ -2,8 +2,10 @@
 //! neutron-dhcp-agent in the same run on the same machine and prints a
 //! markdown table of ratios. See `leasehold-bench --help`.
 
+mod agents;
 mod machine;
 mod render;
+mod sync;
 mod table;
 mod util;
 
@@ -33,6 +35,15 @@ enum What {
     All,
     /// Render host/addn_hosts/opts: Leasehold's renderer vs neutron's Dnsmasq driver.
     Render,
+    /// Full sync, restart and memory on a real neutron-server, vs the reference and a floor.
+    Sync {
+        /// Networks to make (each with one subnet and three ports).
+        #[arg(long, default_value_t = 50)]
+        networks: usize,
+        /// Only Leasehold (and the floor), not the reference.
+        #[arg(long)]
+        leasehold_only: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -45,6 +56,21 @@ fn main() -> Result<()> {
     let all = cli.what == What::All;
     if all || cli.what == What::Render {
         render::run(&mut table, &venv, cli.quick)?;
+    }
+    let both = [agents::Kind::Leasehold, agents::Kind::Reference];
+    if all {
+        let sizes: &[usize] = if cli.quick { &[20] } else { &[50, 200] };
+        for &n in sizes {
+            sync::run(&mut table, &venv, n, &both)?;
+        }
+    }
+    if let What::Sync {
+        networks,
+        leasehold_only,
+    } = cli.what
+    {
+        let which: &[agents::Kind] = if leasehold_only { &both[..1] } else { &both };
+        sync::run(&mut table, &venv, networks, which)?;
     }
     println!("{}", machine::describe());
     println!();

@@ -1,0 +1,384 @@
+//! Full sync, restart and memory against a real neutron-server: N networks
+//! (one subnet, a few ports each) are made through the REST API, then each
+//! agent starts with an empty state directory and the clock runs until every
+//! network's dnsmasq is up with every port in its hosts file and the agent
+//! logs that its sync is complete. Then the agent is restarted with nothing
+//! changed (clock until converged again; dnsmasq pids compared), its RSS is
+//! read, and everything it made is removed. A shell loop doing only the bare
+//! namespace + OVS port + address + dnsmasq work gives the floor.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use leasehold_testkit::neutron::NeutronServer;
+use serde_json::json;
+
+use crate::agents::{alive, clean, pids_with_cmdline, rss_kib, Agent, Kind, Setup};
+use crate::table::{secs, Row, Table};
+
+/// Ports made per network (besides the DHCP port).
+const PORTS_PER_NETWORK: usize = 3;
+
+/// One created network: id and the MACs of its ports.
+pub struct Net {
+    /// Network id.
+    pub id: String,
+    /// Its ports' MACs, as the server gave them.
+    pub macs: Vec<String>,
+}
+
+/// Makes `n` networks, four REST clients at a time.
+pub fn create_networks(server: &NeutronServer, n: usize) -> Vec<Net> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let out = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return;
+                }
+                let net = server.post(
+                    "/v2.0/networks",
+                    json!({"network": {"name": format!("bench-{i}")}}),
+                );
+                let id = net["network"]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                server.post(
+                    "/v2.0/subnets",
+                    json!({"subnet": {"network_id": id, "cidr": "198.51.100.0/24", "ip_version": 4,
+                        "gateway_ip": "198.51.100.1", "dns_nameservers": ["198.51.100.53"]}}),
+                );
+                let mut macs = Vec::new();
+                for p in 0..PORTS_PER_NETWORK {
+                    let port = server.post(
+                        "/v2.0/ports",
+                        json!({"port": {"network_id": id, "name": format!("vm-{i}-{p}"),
+                            "device_owner": "compute:nova", "device_id": format!("vm-{i}-{p}")}}),
+                    );
+                    macs.push(
+                        port["port"]["mac_address"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                    );
+                }
+                if let Ok(mut v) = out.lock() {
+                    v.push(Net { id, macs });
+                }
+            });
+        }
+    });
+    out.into_inner().unwrap_or_default()
+}
+
+/// The dnsmasq pid serving `net` for this agent, if it runs.
+fn dnsmasq_pid(confs: &Path, net: &str) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(confs.join(net).join("pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    alive(pid).then_some(pid)
+}
+
+/// Network id → dnsmasq pid, when every network is served with all its ports.
+fn converged(agent: &Agent, nets: &[Net]) -> Option<BTreeMap<String, i32>> {
+    let confs = agent.confs();
+    let mut pids = BTreeMap::new();
+    for n in nets {
+        let pid = dnsmasq_pid(&confs, &n.id)?;
+        let hosts = std::fs::read_to_string(confs.join(&n.id).join("host")).ok()?;
+        if !n.macs.iter().all(|m| hosts.contains(m.as_str())) {
+            return None;
+        }
+        pids.insert(n.id.clone(), pid);
+    }
+    Some(pids)
+}
+
+/// Waits for convergence and `syncs` completed syncs; time from `start`.
+fn wait_converged(
+    agent: &Agent,
+    nets: &[Net],
+    syncs: usize,
+    start: Instant,
+    timeout: Duration,
+) -> Result<(f64, BTreeMap<String, i32>)> {
+    loop {
+        if agent.syncs_completed() >= syncs {
+            if let Some(pids) = converged(agent, nets) {
+                return Ok((start.elapsed().as_secs_f64(), pids));
+            }
+        }
+        if start.elapsed() > timeout {
+            let served = nets
+                .iter()
+                .filter(|n| dnsmasq_pid(&agent.confs(), &n.id).is_some())
+                .count();
+            bail!(
+                "{} did not converge in {:?} ({served} of {} networks served); see {}",
+                agent.kind.name(),
+                timeout,
+                nets.len(),
+                agent.dir.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// RSS of the agent: its own process, and with helper processes it
+/// started (the reference's privsep daemons), dnsmasq excluded.
+fn agent_rss(agent: &Agent) -> (u64, u64) {
+    let Some(pid) = agent.pid() else {
+        return (0, 0);
+    };
+    let own = rss_kib(pid as i32);
+    let helpers: u64 = pids_with_cmdline(&agent.dir.join("dhcp_agent.ini").display().to_string())
+        .into_iter()
+        .filter(|&p| p != pid as i32)
+        .map(rss_kib)
+        .sum();
+    (own, own + helpers)
+}
+
+/// One agent's figures.
+pub struct Figures {
+    /// Start to converged, seconds.
+    pub sync: f64,
+    /// Restart to converged, seconds.
+    pub restart: f64,
+    /// dnsmasq processes that were replaced across the restart.
+    pub restarted: usize,
+    /// RSS of the agent process, KiB.
+    pub rss: u64,
+    /// RSS with helper processes, KiB.
+    pub rss_total: u64,
+}
+
+/// Runs one agent through sync, memory and restart, then cleans up.
+fn measure(kind: Kind, setup: &Setup<'_>, nets: &[Net], work: &Path) -> Result<Figures> {
+    let dir = work.join(match kind {
+        Kind::Leasehold => "leasehold",
+        Kind::Reference => "reference",
+    });
+    let ids: Vec<String> = nets.iter().map(|n| n.id.clone()).collect();
+    let timeout = Duration::from_secs(120 + 3 * nets.len() as u64);
+    purge_agent_queues(setup);
+    let result = (|| {
+        let start = Instant::now();
+        let mut agent = Agent::start(kind, setup, &dir)?;
+        let (sync, before) = wait_converged(&agent, nets, 1, start, timeout)?;
+        eprintln!("  {} full sync: {}", kind.name(), secs(sync));
+        // Let the first state reports and any post-sync work settle.
+        std::thread::sleep(Duration::from_secs(3));
+        let (rss, rss_total) = agent_rss(&agent);
+        agent.stop();
+        let syncs = agent.syncs_completed();
+        let start = Instant::now();
+        let agent = Agent::start(kind, setup, &dir)?;
+        let (restart, after) = wait_converged(&agent, nets, syncs + 1, start, timeout)?;
+        let restarted = before
+            .iter()
+            .filter(|(net, pid)| after.get(*net) != Some(pid))
+            .count();
+        eprintln!(
+            "  {} restart: {}, {restarted} dnsmasq replaced",
+            kind.name(),
+            secs(restart)
+        );
+        drop(agent);
+        Ok(Figures {
+            sync,
+            restart,
+            restarted,
+            rss,
+            rss_total,
+        })
+    })();
+    clean(&dir, &ids, &setup.bridge);
+    result
+}
+
+/// Registers a DHCP agent for the host (the server schedules a network only
+/// to a live one) by running Leasehold until the server lists it alive.
+fn register(setup: &Setup<'_>, work: &Path) -> Result<()> {
+    let dir = work.join("register");
+    let mut agent = Agent::start(Kind::Leasehold, setup, &dir)?;
+    let alive = leasehold_testkit::wait_for(Duration::from_secs(60), || {
+        let agents = setup.server.get("/v2.0/agents")?;
+        agents["agents"]
+            .as_array()?
+            .iter()
+            .any(|a| {
+                a["agent_type"] == "DHCP agent"
+                    && a["host"] == setup.host.as_str()
+                    && a["alive"] == true
+            })
+            .then_some(())
+    });
+    agent.stop();
+    clean(&dir, &[], &setup.bridge);
+    if alive.is_none() {
+        bail!("the DHCP agent did not register; see {}", dir.display());
+    }
+    Ok(())
+}
+
+/// Empties the agent's own queues on our vhost, so each agent starts with
+/// the same backlog (none) rather than the notifications sent while no
+/// agent ran.
+fn purge_agent_queues(setup: &Setup<'_>) {
+    let vhost = &setup.server.vhost.name;
+    let Ok(out) = Command::new("rabbitmqctl")
+        .args(["-q", "list_queues", "-p", vhost, "name"])
+        .output()
+    else {
+        return;
+    };
+    for q in String::from_utf8_lossy(&out.stdout).lines() {
+        if q.starts_with("dhcp_agent") {
+            leasehold_testkit::sh_quiet(&["rabbitmqctl", "-q", "purge_queue", "-p", vhost, q]);
+        }
+    }
+}
+
+/// The floor: the shell loop, timed, then cleaned.
+fn floor(n: usize, bridge: &str) -> Result<f64> {
+    let script = crate::util::repo_root().join("bench/reference/floor.sh");
+    let prefix = format!("lhfl{}", std::process::id() % 100_000);
+    let start = Instant::now();
+    let st = Command::new("bash")
+        .arg(&script)
+        .args([&prefix, &n.to_string(), bridge])
+        .status()?;
+    let t = start.elapsed().as_secs_f64();
+    Command::new("bash")
+        .arg(&script)
+        .args(["--clean", &prefix, &n.to_string(), bridge])
+        .status()?;
+    if !st.success() {
+        bail!("floor loop failed");
+    }
+    Ok(t)
+}
+
+/// Everything for one size: adds sync, restart and memory rows.
+pub fn run(table: &mut Table, venv: &Path, n: usize, which: &[Kind]) -> Result<()> {
+    let ovs = leasehold_testkit::ovs::ovs();
+    let bridge = format!("lhb{}", std::process::id() % 100_000);
+    leasehold_testkit::ovs::netdev_bridge(&bridge);
+    let host = format!("lh-bench-{}", std::process::id());
+    std::env::set_var("LEASEHOLD_NEUTRON_VENV", venv);
+    eprintln!("sync {n}: starting neutron-server");
+    let server = NeutronServer::start(&host);
+    let setup = Setup {
+        server: &server,
+        host,
+        bridge: bridge.clone(),
+        ovsdb: ovs.db(),
+        venv: venv.to_path_buf(),
+    };
+    let work = tempfile::Builder::new()
+        .prefix("leasehold-bench-sync")
+        .tempdir()?;
+    register(&setup, work.path())?;
+    let t = Instant::now();
+    let nets = create_networks(&server, n);
+    eprintln!(
+        "sync {n}: {} networks with {PORTS_PER_NETWORK} ports each made in {}",
+        nets.len(),
+        secs(t.elapsed().as_secs_f64())
+    );
+    let floor_t = floor(n, &bridge)?;
+    eprintln!("  floor: {}", secs(floor_t));
+    let mut figs: BTreeMap<&str, Figures> = BTreeMap::new();
+    for &kind in which {
+        match measure(kind, &setup, &nets, work.path()) {
+            Ok(f) => {
+                figs.insert(kind.name(), f);
+            }
+            Err(e) => eprintln!("  {} failed: {e:#}", kind.name()),
+        }
+    }
+    leasehold_testkit::ovs::del_bridge(&bridge);
+    let ours = figs.get(Kind::Leasehold.name());
+    let theirs = figs.get(Kind::Reference.name());
+    let fmt = |f: Option<&Figures>, g: fn(&Figures) -> String| {
+        f.map(g).unwrap_or_else(|| "failed".into())
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if a > 0.0 => Some(b / a),
+        _ => None,
+    };
+    let o_sync = ours.map(|f| f.sync);
+    let r_sync = theirs.map(|f| f.sync);
+    let q = ratio(o_sync, r_sync);
+    table.push(Row {
+        what: format!("full sync, {n} networks × {PORTS_PER_NETWORK} ports (start → all dnsmasq serving all ports, sync logged complete)"),
+        ours: fmt(ours, |f| secs(f.sync)),
+        theirs: fmt(theirs, |f| secs(f.sync)),
+        ratio: q,
+        goal: "≥ 10× faster".into(),
+        met: q.map(|q| q >= 10.0),
+    });
+    let q = ratio(o_sync, Some(floor_t));
+    table.push(Row {
+        what: format!("full sync, {n} networks: vs the shell-loop floor"),
+        ours: fmt(ours, |f| secs(f.sync)),
+        theirs: secs(floor_t),
+        ratio: q,
+        goal: "no slower than the floor (≥ 1×)".into(),
+        met: q.map(|q| q >= 1.0),
+    });
+    let q = ratio(ours.map(|f| f.restart), theirs.map(|f| f.restart));
+    table.push(Row {
+        what: format!("agent restart, {n} unchanged networks: time until converged"),
+        ours: fmt(ours, |f| secs(f.restart)),
+        theirs: fmt(theirs, |f| secs(f.restart)),
+        ratio: q,
+        goal: "faster".into(),
+        met: q.map(|q| q >= 1.0),
+    });
+    table.push(Row {
+        what: format!("agent restart, {n} unchanged networks: dnsmasq restarted"),
+        ours: fmt(ours, |f| f.restarted.to_string()),
+        theirs: fmt(theirs, |f| f.restarted.to_string()),
+        ratio: None,
+        goal: "0".into(),
+        met: ours.map(|f| f.restarted == 0),
+    });
+    let q = ratio(ours.map(|f| f.rss as f64), theirs.map(|f| f.rss as f64));
+    table.push(Row {
+        what: format!("memory, {n} networks: RSS of the agent process"),
+        ours: fmt(ours, |f| format!("{:.1} MiB", f.rss as f64 / 1024.0)),
+        theirs: fmt(theirs, |f| format!("{:.1} MiB", f.rss as f64 / 1024.0)),
+        ratio: q,
+        goal: "≤ 1/5 (≥ 5×)".into(),
+        met: q.map(|q| q >= 5.0),
+    });
+    let q = ratio(
+        ours.map(|f| f.rss_total as f64),
+        theirs.map(|f| f.rss_total as f64),
+    );
+    table.push(Row {
+        what: format!(
+            "memory, {n} networks: RSS with helper processes (privsep daemons), dnsmasq excluded"
+        ),
+        ours: fmt(ours, |f| format!("{:.1} MiB", f.rss_total as f64 / 1024.0)),
+        theirs: fmt(theirs, |f| {
+            format!("{:.1} MiB", f.rss_total as f64 / 1024.0)
+        }),
+        ratio: q,
+        goal: "≤ 1/5 (≥ 5×)".into(),
+        met: q.map(|q| q >= 5.0),
+    });
+    drop(server);
+    Ok(())
+}

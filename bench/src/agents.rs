@@ -269,3 +269,34 @@ pub fn clean(agent_dir: &Path, networks: &[String], bridge: &str) {
     }
     let _ = std::fs::remove_dir_all(agent_dir.join("state"));
 }
+
+/// CPU seconds used by `pid` and its reaped children (utime + stime +
+/// cutime + cstime), 0 if gone.
+pub fn cpu_seconds(pid: i32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    // Fields after the command: state is 3rd overall; utime..cstime are 14..17.
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = (11..15).filter_map(|i| f.get(i)?.parse::<f64>().ok()).sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks / hz
+}
+
+/// CPU seconds of every process whose working directory is `dir` (the
+/// neutron-server's processes run in theirs).
+pub fn cpu_seconds_in(dir: &Path) -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c == dir))
+        .map(cpu_seconds)
+        .sum()
+}

@@ -16,7 +16,9 @@ use anyhow::{bail, Result};
 use leasehold_testkit::neutron::NeutronServer;
 use serde_json::json;
 
-use crate::agents::{alive, clean, pids_with_cmdline, rss_kib, Agent, Kind, Setup};
+use crate::agents::{
+    alive, clean, cpu_seconds, cpu_seconds_in, pids_with_cmdline, rss_kib, Agent, Kind, Setup,
+};
 use crate::table::{secs, Row, Table};
 
 /// Ports made per network (besides the DHCP port).
@@ -160,6 +162,10 @@ pub struct Figures {
     pub rss: u64,
     /// RSS with helper processes, KiB.
     pub rss_total: u64,
+    /// CPU seconds of the agent (and helpers) during the full sync.
+    pub agent_cpu: f64,
+    /// CPU seconds of the neutron-server during the full sync.
+    pub server_cpu: f64,
 }
 
 /// Runs one agent through sync, memory and restart, then cleans up.
@@ -172,10 +178,24 @@ fn measure(kind: Kind, setup: &Setup<'_>, nets: &[Net], work: &Path) -> Result<F
     let timeout = Duration::from_secs(120 + 3 * nets.len() as u64);
     purge_agent_queues(setup);
     let result = (|| {
+        let server_cpu0 = cpu_seconds_in(setup.server.path());
         let start = Instant::now();
         let mut agent = Agent::start(kind, setup, &dir)?;
         let (sync, before) = wait_converged(&agent, nets, 1, start, timeout)?;
-        eprintln!("  {} full sync: {}", kind.name(), secs(sync));
+        // Where the time went: CPU of the agent (with its privsep helpers)
+        // and of the server's processes during the sync.
+        let agent_cpu = agent.pid().map_or(0.0, |p| cpu_seconds(p as i32))
+            + pids_with_cmdline(&dir.join("dhcp_agent.ini").display().to_string())
+                .into_iter()
+                .filter(|&p| Some(p as u32) != agent.pid())
+                .map(cpu_seconds)
+                .sum::<f64>();
+        let server_cpu = cpu_seconds_in(setup.server.path()) - server_cpu0;
+        eprintln!(
+            "  {} full sync: {} (agent CPU {agent_cpu:.2} s, neutron-server CPU {server_cpu:.2} s)",
+            kind.name(),
+            secs(sync)
+        );
         // Let the first state reports and any post-sync work settle.
         std::thread::sleep(Duration::from_secs(3));
         let (rss, rss_total) = agent_rss(&agent);
@@ -200,6 +220,8 @@ fn measure(kind: Kind, setup: &Setup<'_>, nets: &[Net], work: &Path) -> Result<F
             restarted,
             rss,
             rss_total,
+            agent_cpu,
+            server_cpu,
         })
     })();
     clean(&dir, &ids, &setup.bridge);
@@ -329,6 +351,14 @@ pub fn run(table: &mut Table, venv: &Path, n: usize, which: &[Kind]) -> Result<(
         met: q.map(|q| q >= 10.0),
     });
     let q = ratio(o_sync, Some(floor_t));
+    table.push(Row {
+        what: format!("full sync, {n} networks: CPU of the agent (with privsep helpers) / of neutron-server meanwhile"),
+        ours: fmt(ours, |f| format!("{:.2} s / {:.2} s", f.agent_cpu, f.server_cpu)),
+        theirs: fmt(theirs, |f| format!("{:.2} s / {:.2} s", f.agent_cpu, f.server_cpu)),
+        ratio: ratio(ours.map(|f| f.agent_cpu), theirs.map(|f| f.agent_cpu)),
+        goal: "-".into(),
+        met: None,
+    });
     table.push(Row {
         what: format!("full sync, {n} networks: vs the shell-loop floor"),
         ours: fmt(ours, |f| secs(f.sync)),

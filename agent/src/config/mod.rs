@@ -166,24 +166,54 @@ pub fn host(options: &Options) -> Result<String, BadValue> {
 }
 
 /// Replaces the password of a URL (`rabbit://user:pass@host`) with `****`.
+///
+/// Passwords are often generated and may hold an unescaped `/`, `,`, `:`
+/// or `@`; none of them may make a part of one show. So the host list ends
+/// at the first `/` after the *last* `@`, each `@` ends a user info, and
+/// everything between a user name's `:` and its `@` is masked. A host never
+/// holds a `,`, so after the first user the user info starts after the first
+/// `,` of the piece; a piece without one is more user info.
 pub fn mask_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };
     let rest = &url[scheme_end + 3..];
-    // Several hosts may be listed (`rabbit://a:p@h1,b:q@h2/`): mask each.
-    let (hosts, tail) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
+    let Some(last_at) = rest.rfind('@') else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest[last_at..].find('/') {
+        Some(i) => rest.split_at(last_at + i),
         None => (rest, ""),
     };
-    let masked: Vec<String> = hosts
-        .split(',')
-        .map(|h| match (h.rfind('@'), h.find(':')) {
-            (Some(at), Some(colon)) if colon < at => format!("{}:****{}", &h[..colon], &h[at..]),
-            _ => h.to_string(),
-        })
-        .collect();
-    format!("{}://{}{}", &url[..scheme_end], masked.join(","), tail)
+    let pieces: Vec<&str> = authority.split('@').collect();
+    let mut out = String::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        if i + 1 == pieces.len() {
+            out.push_str(piece); // the last host(s)
+            break;
+        }
+        let (hosts, userinfo) = if i == 0 {
+            ("", *piece)
+        } else {
+            match piece.split_once(',') {
+                Some((h, u)) => (h, u),
+                None => {
+                    // No host here: the previous password held an '@'.
+                    out.push_str("****@");
+                    continue;
+                }
+            }
+        };
+        if i > 0 {
+            out.push_str(hosts);
+            out.push(',');
+        }
+        match userinfo.split_once(':') {
+            Some((user, _)) => out.push_str(&format!("{user}:****@")),
+            None => out.push_str(&format!("{userinfo}@")),
+        }
+    }
+    format!("{}://{}{}", &url[..scheme_end], out, tail)
 }
 
 /// The text shown for an option's value in listings: secrets masked.
@@ -347,5 +377,24 @@ mod tests {
             "file:///etc/leasehold/networks.json"
         );
         assert_eq!(mask_url("rabbit://nopass@h/"), "rabbit://nopass@h/");
+        // Generated passwords with '/', ',', ':' or '@' never show (found by fuzzing).
+        for (url, secret) in [
+            ("rabbit://u:pa/ss@h:5672/vh", "pa/ss"),
+            (
+                "rabbit://../u:s3cretmpw@h:5672,v:other-pw@h2:}5672/vh",
+                "s3cretmpw",
+            ),
+            ("rabbit://u:p,w1@h1:5672,v:q:w2@h2/", "p,w1"),
+            ("rabbit://u:p@w3@h1/", "p@w3"),
+        ] {
+            let masked = mask_url(url);
+            for part in secret.split(['/', ',', '@', ':']) {
+                assert!(!masked.contains(part), "{masked} shows {part}");
+            }
+        }
+        assert_eq!(
+            mask_url("rabbit://u:pa/ss@h:5672/vh"),
+            "rabbit://u:****@h:5672/vh"
+        );
     }
 }

@@ -1,0 +1,2 @@
+//! Leasehold's fuzz target bodies (see `targets`).
+pub mod targets;

@@ -55,7 +55,9 @@ pub fn netdev_bridge(name: &str) {
         name,
         "datapath_type=netdev",
     ]);
-    crate::wait_for(Duration::from_secs(10), || {
+    // ovs-vswitchd makes the local port asynchronously; on a loaded machine
+    // that has been seen to take over 10 s.
+    crate::wait_for(Duration::from_secs(60), || {
         Path::new("/sys/class/net")
             .join(name)
             .exists()

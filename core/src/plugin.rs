@@ -97,11 +97,13 @@ impl PluginRegistrar {
 
 /// Exports a plugin's header and register function from a `cdylib` crate.
 ///
-/// ```ignore
-/// fn register(r: &mut leasehold_core::plugin::PluginRegistrar) {
-///     r.dhcp_driver(MY_DRIVER_ENTRY);
+/// ```no_run
+/// fn register(registrar: &mut leasehold_core::plugin::PluginRegistrar) {
+///     // registrar.dhcp_driver(MY_DRIVER_ENTRY);
+///     let _ = registrar;
 /// }
 /// leasehold_core::declare_plugin!(register);
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! declare_plugin {

@@ -371,37 +371,57 @@ fn nullable_v4<'de, D: Deserializer<'de>>(d: D) -> Result<IpVersion, D::Error> {
     Ok(Option::<IpVersion>::deserialize(d)?.unwrap_or(IpVersion::V4))
 }
 
-fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    match serde_json::Value::deserialize(d)? {
-        serde_json::Value::String(s) => Ok(s),
-        serde_json::Value::Number(n) => Ok(n.to_string()),
-        other => Err(serde::de::Error::custom(format!(
-            "expected a string or a number, got {other}"
-        ))),
+/// Accepts a JSON string or number as text, without buffering a `Value`.
+struct TextVisitor;
+
+impl<'de> serde::de::Visitor<'de> for TextVisitor {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string, a number or null")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(v.to_string()))
+    }
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Some(v))
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(v.to_string()))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Some(v.to_string()))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Some(v.to_string()))
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        // Python's str(True), as Neutron would write it.
+        Ok(Some(if v { "True" } else { "False" }.to_string()))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(TextVisitor)
     }
 }
 
-fn opt_id_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Id>, D::Error> {
-    match serde_json::Value::deserialize(d)? {
-        serde_json::Value::Null => Ok(None),
-        serde_json::Value::String(s) => Id::new(s).map(Some).map_err(serde::de::Error::custom),
-        serde_json::Value::Number(n) => Id::new(n.to_string())
-            .map(Some)
-            .map_err(serde::de::Error::custom),
-        other => Err(serde::de::Error::custom(format!(
-            "expected an id or null, got {other}"
-        ))),
-    }
+fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    d.deserialize_any(TextVisitor)?
+        .ok_or_else(|| serde::de::Error::custom("expected a string or a number, got null"))
 }
 
 fn opt_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    match serde_json::Value::deserialize(d)? {
-        serde_json::Value::Null => Ok(None),
-        serde_json::Value::String(s) => Ok(Some(s)),
-        serde_json::Value::Number(n) => Ok(Some(n.to_string())),
-        serde_json::Value::Bool(b) => Ok(Some(if b { "True" } else { "False" }.to_string())),
-        other => Err(serde::de::Error::custom(format!(
-            "expected a string, a number or null, got {other}"
-        ))),
+    d.deserialize_any(TextVisitor)
+}
+
+fn opt_id_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Id>, D::Error> {
+    match d.deserialize_any(TextVisitor)? {
+        None => Ok(None),
+        Some(text) => Id::new(text).map(Some).map_err(serde::de::Error::custom),
     }
 }

@@ -52,20 +52,31 @@ impl fmt::Display for Warning {
 }
 
 /// Deserializes any model type from a JSON value, naming the failing field.
+///
+/// The value is read once without path tracking (the common case costs no
+/// more than plain serde); only a failure is read again to name the field.
 pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ModelError> {
-    serde_path_to_error::deserialize(value).map_err(|e| ModelError {
-        field: path_or_root(e.path().to_string()),
-        message: e.into_inner().to_string(),
-    })
+    match T::deserialize(&value) {
+        Ok(v) => Ok(v),
+        Err(_) => serde_path_to_error::deserialize(value).map_err(|e| ModelError {
+            field: path_or_root(e.path().to_string()),
+            message: e.into_inner().to_string(),
+        }),
+    }
 }
 
 /// Deserializes any model type from JSON text, naming the failing field.
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, ModelError> {
-    let de = &mut serde_json::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| ModelError {
-        field: path_or_root(e.path().to_string()),
-        message: e.into_inner().to_string(),
-    })
+    match serde_json::from_str(text) {
+        Ok(v) => Ok(v),
+        Err(_) => {
+            let de = &mut serde_json::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(de).map_err(|e| ModelError {
+                field: path_or_root(e.path().to_string()),
+                message: e.into_inner().to_string(),
+            })
+        }
+    }
 }
 
 fn path_or_root(path: String) -> String {

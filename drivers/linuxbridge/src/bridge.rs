@@ -126,6 +126,53 @@ impl BridgeDriver {
         Ok(())
     }
 
+    /// The steps of a plug after the pair exists, each idempotent: the
+    /// bridge (made if missing), the root end layer 2 only, on the bridge,
+    /// up, and the namespace end up with the port's MAC.
+    async fn finish_root_end(
+        &self,
+        spec: &PlugSpec,
+        root: &Handle,
+        tap: &str,
+    ) -> Result<(), DriverError> {
+        let dev = spec.device_name.as_str();
+        let bridge = spec
+            .bridge
+            .clone()
+            .unwrap_or_else(|| bridge_name(&spec.network_id));
+        let err = |what: &str| {
+            let context = format!("replug {dev} (port {}): {what}", spec.port_id);
+            move |e: leasehold_netlink::Error| e.into_driver_error(&context)
+        };
+        if !root
+            .link_exists(&bridge)
+            .await
+            .map_err(err("look up bridge"))?
+        {
+            root.add_bridge(&bridge).await.map_err(err("add bridge"))?;
+            isolate_l2(None, &bridge)
+                .await
+                .map_err(err("isolate bridge"))?;
+        }
+        root.set_up(&bridge).await.map_err(err("bridge up"))?;
+        isolate_l2(None, tap)
+            .await
+            .map_err(err("isolate root end"))?;
+        root.set_master(tap, &bridge)
+            .await
+            .map_err(err("enslave"))?;
+        root.set_up(tap).await.map_err(err("root end up"))?;
+        let inner = Handle::open(spec.namespace.as_deref())
+            .await
+            .map_err(err("open namespace"))?;
+        inner
+            .set_mac(dev, spec.mac.value().0)
+            .await
+            .map_err(err("set MAC"))?;
+        inner.set_up(dev).await.map_err(err("up"))?;
+        Ok(())
+    }
+
     /// Undoes a half-made plug: the veth (its peer goes with it) and a bridge
     /// this plug created. Errors are logged: the plug's own error is the one
     /// to report.
@@ -166,16 +213,21 @@ impl InterfaceDriver for BridgeDriver {
             .await
             .map_err(|e| e.into_driver_error(&context))?
         {
+            let root = Handle::open(None)
+                .await
+                .map_err(|e| e.into_driver_error(&context))?;
+            let tap = root_device_name(dev);
+            if tap != dev && root.link_exists(&tap).await.unwrap_or(false) {
+                // An agent killed between making the pair and finishing the
+                // plug leaves the root end off the bridge or down: finish it.
+                self.finish_root_end(spec, &root, &tap).await?;
+            }
             // Neutron's plug of an existing device: only the MTU is fixed.
             if let Some(mtu) = spec.mtu {
                 inner
                     .set_mtu(dev, mtu)
                     .await
                     .map_err(|e| e.into_driver_error(&context))?;
-                let root = Handle::open(None)
-                    .await
-                    .map_err(|e| e.into_driver_error(&context))?;
-                let tap = root_device_name(dev);
                 if root.link_exists(&tap).await.unwrap_or(false) {
                     root.set_mtu(&tap, mtu)
                         .await

@@ -243,6 +243,37 @@ async fn same_name_left_in_root_is_replaced() {
     assert_eq!(tap.master, Some(br.index), "a new root end, on the bridge");
 }
 
+/// An agent killed after making the pair but before enslaving the root end
+/// (found by `agent/tests/fault_local.rs`): the next plug finishes the job
+/// instead of taking the device as plugged, and traffic flows.
+#[tokio::test]
+async fn plug_interrupted_before_enslaving_is_finished() {
+    if !privileged() {
+        return;
+    }
+    let env = Env::new().await;
+    Netns::ensure(&env.ns_a).await.unwrap();
+    let root = Handle::open(None).await.unwrap();
+    root.add_veth(&env.tap(), &env.dev(), Some(&env.ns_a))
+        .await
+        .unwrap();
+    isolate_l2(None, &env.tap()).await.unwrap();
+    BridgeDriver.plug(&env.spec(Some(1400))).await.unwrap();
+    let tap = root.link(&env.tap()).await.unwrap().unwrap();
+    let br = root.link(&env.bridge()).await.unwrap().unwrap();
+    assert_eq!(
+        tap.master,
+        Some(br.index),
+        "the root end is put on the bridge"
+    );
+    let a = Handle::open(Some(&env.ns_a)).await.unwrap();
+    a.init_l3(&env.dev(), &["198.51.100.2/24".parse().unwrap()])
+        .await
+        .unwrap();
+    client(&env, "198.51.100.3/24").await;
+    assert!(ping_eventually(&env.ns_b, "198.51.100.2"));
+}
+
 #[tokio::test]
 async fn failure_half_way_leaves_nothing() {
     if !privileged() {

@@ -7,7 +7,10 @@ when told to on standard input. Protocol on stdout: "READY", then one
   {"cast": "<method>", "host": "<agent host>", "payload": {...}}
   {"fanout": "<method>", "payload": {...}}
   {"set_network": {...network dict...}}
+  {"raw": {"routing_key": "...", "body_b64": "..."}}   an AMQP body published as is
+  {"delete_network": "<id>"}
 """
+import base64
 import json
 import sys
 import threading
@@ -52,8 +55,14 @@ class DhcpRpc:
     def create_dhcp_port(self, context, **kw):
         record("create_dhcp_port", **kw)
         port = dict(kw["port"]["port"])
-        port.update({"id": "dhcp-port-1", "mac_address": "fa:16:3e:00:00:99", "device_owner": "network:dhcp",
+        net_id = port.get("network_id", "")
+        # One DHCP port per network, kept in the network as the server does.
+        port.update({"id": "dhcp-" + net_id[:8] + "-" + net_id[-12:], "mac_address": "fa:16:3e:00:00:99", "device_owner": "network:dhcp",
                      "fixed_ips": [{"subnet_id": f["subnet_id"], "ip_address": "198.51.100.2"} for f in port.get("fixed_ips", [])]})
+        with LOCK:
+            net = NETWORKS.get(net_id)
+            if net is not None:
+                net["ports"] = [p for p in net.get("ports", []) if p.get("id") != port["id"]] + [port]
         return port
 
     def update_dhcp_port(self, context, **kw):
@@ -85,6 +94,16 @@ class Reports:
         return "new" if first else "alive"
 
 
+def publish_raw(url, raw):
+    """Publishes bytes to the control exchange, bypassing oslo's envelope."""
+    import kombu
+    with kombu.Connection(url.replace("rabbit://", "amqp://", 1)) as conn:
+        exchange = kombu.Exchange("neutron", type="topic", durable=False)
+        producer = conn.Producer(exchange=exchange, auto_declare=False)
+        producer.publish(base64.b64decode(raw["body_b64"]), routing_key=raw["routing_key"],
+                         content_type="application/json", content_encoding="utf-8")
+
+
 def main():
     url = sys.argv[1]
     oslo_messaging.set_transport_defaults(control_exchange="neutron")
@@ -106,6 +125,11 @@ def main():
                 NETWORKS[cmd["set_network"]["id"]] = cmd["set_network"]
         elif "cast" in cmd:
             client.prepare(server=cmd["host"]).cast({}, cmd["cast"], payload=cmd["payload"])
+        elif "delete_network" in cmd:
+            with LOCK:
+                NETWORKS.pop(cmd["delete_network"], None)
+        elif "raw" in cmd:
+            publish_raw(url, cmd["raw"])
         elif "fanout" in cmd:
             client.prepare(fanout=True).cast({}, cmd["fanout"], payload=cmd["payload"])
         emit("DONE")

@@ -9,8 +9,8 @@ use leasehold_agent::rabbit::url::TransportUrl;
 use leasehold_agent::rabbit::{LinkEvent, Rabbit, RabbitPluginApi, RabbitSettings};
 use leasehold_agent::server_api::{PluginApi, RpcError};
 use leasehold_core::model::Id;
-use serde_json::json;
 use leasehold_testkit::rabbit::{privileged_or_skip, OsloPeer, Vhost};
+use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 const HOST: &str = "lh-test-host";

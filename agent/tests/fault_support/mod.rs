@@ -91,6 +91,8 @@ pub struct Standalone {
     pub dir: tempfile::TempDir,
     /// `[DEFAULT] host`, unique per agent.
     pub host: String,
+    /// The Open vSwitch bridge, when the driver is `openvswitch`.
+    pub ovs_bridge: Option<String>,
     child: Option<Child>,
     /// Every network id this test ever described (for the leftover check and cleanup).
     known: Mutex<BTreeSet<String>>,
@@ -108,6 +110,23 @@ impl Standalone {
 
     /// The same with another `transport_url` (a `rabbit://` one).
     pub fn with_transport(url: &str, extra: &str) -> Standalone {
+        Self::configured(url, "linuxbridge", extra, "")
+    }
+
+    /// `file://` mode on the Open vSwitch `bridge` of the private OVS
+    /// (`leasehold_testkit::ovs`).
+    pub fn on_ovs(bridge: &str, extra: &str) -> Standalone {
+        let tail = format!(
+            "[OVS]\nintegration_bridge = {bridge}\novsdb_connection = {}\n",
+            leasehold_testkit::ovs::ovs().db()
+        );
+        let mut s = Self::configured("file://networks.json", "openvswitch", extra, &tail);
+        s.ovs_bridge = Some(bridge.to_string());
+        s
+    }
+
+    /// Any transport and interface driver; `tail` is appended (more sections).
+    pub fn configured(url: &str, driver: &str, extra: &str, tail: &str) -> Standalone {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let dir = tempfile::tempdir().expect("tempdir");
         let host = format!(
@@ -118,7 +137,7 @@ impl Standalone {
         std::fs::write(
             dir.path().join("agent.ini"),
             format!(
-                "[DEFAULT]\ntransport_url = {url}\nstate_path = {}\ninterface_driver = linuxbridge\nhost = {host}\nresync_interval = 1\nresync_throttle = 0\n{extra}\n[AGENT]\ncheck_child_processes_interval = 5\nreport_interval = 5\n",
+                "[DEFAULT]\ntransport_url = {url}\nstate_path = {}\ninterface_driver = {driver}\nhost = {host}\nresync_interval = 1\nresync_throttle = 0\n{extra}\n[AGENT]\ncheck_child_processes_interval = 5\nreport_interval = 5\n{tail}",
                 dir.path().join("state").display(),
             ),
         )
@@ -127,6 +146,7 @@ impl Standalone {
         Standalone {
             dir,
             host,
+            ovs_bridge: None,
             child: None,
             known: Mutex::new(BTreeSet::new()),
             devices: Mutex::new(BTreeSet::new()),
@@ -361,18 +381,30 @@ impl Standalone {
         if !addrs.contains("198.51.100.") {
             return Err(format!("device {} has no address: {addrs:?}", iface.trim()));
         }
-        let tap = self
-            .root_device(&net.id)
-            .ok_or("interface file names no ns- device")?;
-        let master = std::fs::read_link(format!("/sys/class/net/{tap}/master"))
-            .map_err(|e| format!("root device {tap}: {e}"))?;
-        if !master.ends_with(net.bridge()) {
-            return Err(format!("{tap} is on {}", master.display()));
+        if let Some(bridge) = &self.ovs_bridge {
+            // The internal port is in the namespace; OVS must still have it.
+            let out = Command::new("ovs-vsctl")
+                .args(["--timeout=5", "port-to-br", iface.trim()])
+                .output()
+                .map_err(|e| e.to_string())?;
+            let on = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if &on != bridge {
+                return Err(format!("port {} is on {on:?}, not {bridge}", iface.trim()));
+            }
+        } else {
+            let tap = self
+                .root_device(&net.id)
+                .ok_or("interface file names no ns- device")?;
+            let master = std::fs::read_link(format!("/sys/class/net/{tap}/master"))
+                .map_err(|e| format!("root device {tap}: {e}"))?;
+            if !master.ends_with(net.bridge()) {
+                return Err(format!("{tap} is on {}", master.display()));
+            }
+            self.devices
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(tap);
         }
-        self.devices
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(tap);
         let pids = self.dnsmasq_pids(&net.id);
         if pids.len() != 1 || self.pid_file(&net.id) != pids.first().copied() {
             return Err(format!(
@@ -402,8 +434,17 @@ impl Standalone {
 
     /// A client on the network's bridge with port `n`'s MAC gets exactly that port's address.
     pub fn assert_lease(&self, net: &Net, n: usize) {
-        let client = Client::on_bridge(&net.bridge());
-        client.set_mac(&net.ports[n].0);
+        self.assert_lease_with(net, n, &Client::on_bridge(&net.bridge()));
+    }
+
+    /// The same with a client of the test's making (e.g. on an OVS VLAN).
+    pub fn assert_lease_with(&self, net: &Net, n: usize, client: &Client) {
+        // Only when it differs: a link flap of an OVS internal port needs
+        // ovs-vswitchd to reconfigure, which it cannot without its database.
+        let mac = client.exec(&["cat", &format!("/sys/class/net/{}/address", client.dev)]);
+        if mac.trim() != net.ports[n].0 {
+            client.set_mac(&net.ports[n].0);
+        }
         let lease = client
             .udhcpc_once(10, 1)
             .unwrap_or_else(|| panic!("no lease on {}:\n{}", net.id, tail(&self.log(), 40)));

@@ -11,8 +11,11 @@ use leasehold_core::model::Network;
 use leasehold_dnsmasq::config::DnsmasqConfig;
 use leasehold_dnsmasq::render::{render_all, RuntimeFacts};
 
+/// A target's body.
+pub type Body = fn(&[u8]);
+
 /// Every target: name and body.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("envelope", envelope),
     ("notification", notification),
     ("model", model),
@@ -126,7 +129,7 @@ pub fn render(data: &[u8]) {
     };
     let facts = RuntimeFacts {
         interface_name: "tapfuzz".into(),
-        dnsmasq_host_tag_support: Some(data.len() % 2 == 0),
+        dnsmasq_host_tag_support: Some(data.len().is_multiple_of(2)),
         ..RuntimeFacts::default()
     };
     let r = render_all(&net, &DnsmasqConfig::default(), &facts);

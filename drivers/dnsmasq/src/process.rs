@@ -355,9 +355,14 @@ pub fn spawn(spec: &ProcessSpec) -> Result<i32, ProcessError> {
     // its exit status and stderr tell which. Read stderr only after it exits:
     // the daemon keeps no copy of it, but reading to EOF first could hang on
     // a daemon that did.
-    let status = child
-        .wait()
-        .map_err(io_err(format!("waiting for {program}")))?;
+    let status = match child.wait() {
+        Ok(status) => Some(status),
+        // Another network's spawn, sweeping zombies named dnsmasq at the
+        // same moment, may have reaped this one's foreground parent: its
+        // status is lost, and the pid file below tells whether it started.
+        Err(e) if e.raw_os_error() == Some(libc::ECHILD) => None,
+        Err(e) => return Err(io_err(format!("waiting for {program}"))(e)),
+    };
     let mut message = String::new();
     if let Some(mut err) = child.stderr.take() {
         set_nonblocking(err.as_raw_fd());
@@ -366,7 +371,7 @@ pub fn spawn(spec: &ProcessSpec) -> Result<i32, ProcessError> {
     // dnsmasq forks twice; the middle process exits at once and, its parent
     // gone too, is reparented to us (the subreaper) as a zombie.
     reap_zombie_children(SERVICE_COMM);
-    if !status.success() {
+    if let Some(status) = status.filter(|s| !s.success()) {
         return Err(fail(format!("{status}: {}", message.trim())));
     }
     let deadline = Instant::now() + START_TIMEOUT;

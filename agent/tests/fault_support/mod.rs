@@ -160,7 +160,7 @@ impl Standalone {
         known.extend(nets.iter().map(|n| n.id.clone()));
         let doc = json!({"networks": nets.iter().map(|n| n.json()).collect::<Vec<_>>()});
         let tmp = self.dir.path().join(".networks.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&doc).expect("json")).expect("write");
+        std::fs::write(&tmp, serde_json::to_vec(&doc).expect("json")).expect("write");
         std::fs::rename(&tmp, self.dir.path().join("networks.json")).expect("rename");
     }
 
@@ -511,11 +511,14 @@ impl Drop for Standalone {
         {
             sh_quiet(&["umount", "-l", &m.display().to_string()]);
         }
+        // One `ip -batch` for all: a load test leaves a thousand of each.
         let known = self.known.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for id in known {
-            sh_quiet(&["ip", "netns", "del", &format!("qdhcp-{id}")]);
-            let _ = std::fs::remove_file(format!("/run/netns/qdhcp-{id}"));
-            sh_quiet(&["ip", "link", "del", &format!("brq{}", &id[..11])]);
+        let mut batch = String::new();
+        for id in &known {
+            batch.push_str(&format!("netns del qdhcp-{id}\n"));
+        }
+        for id in &known {
+            batch.push_str(&format!("link del brq{}\n", &id[..11]));
         }
         for dev in self
             .devices
@@ -523,7 +526,30 @@ impl Drop for Standalone {
             .unwrap_or_else(|p| p.into_inner())
             .iter()
         {
-            sh_quiet(&["ip", "link", "del", dev]);
+            batch.push_str(&format!("link del {dev}\n"));
+        }
+        ip_batch(&batch);
+        for id in &known {
+            // A stale entry that was never a namespace.
+            let _ = std::fs::remove_file(format!("/run/netns/qdhcp-{id}"));
         }
     }
+}
+
+/// Runs `ip -force -batch -` on `commands`, ignoring failures (cleanup).
+fn ip_batch(commands: &str) {
+    use std::io::Write as _;
+    let Ok(mut child) = Command::new("ip")
+        .args(["-force", "-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return;
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(commands.as_bytes());
+    }
+    let _ = child.wait();
 }

@@ -264,21 +264,32 @@ fn fault_agent_sigkill_mid_full_sync_then_restart_converges() {
     if !privileged("fault_agent_sigkill") {
         return;
     }
-    const N: usize = 24;
-    let mut s = Standalone::new("num_sync_threads = 2");
+    // One network at a time, many networks, killed at the first one up:
+    // the kill lands mid-sync even on an idle machine.
+    const N: usize = 48;
+    let mut s = Standalone::new("num_sync_threads = 1");
     let nets: Vec<Net> = (0..N).map(|i| Net::new(0x40 + i as u8, 1)).collect();
     let all: Vec<&Net> = nets.iter().collect();
     s.write(&all);
     s.start();
-    // Kill once a few networks are up, well before all are.
-    let up = wait_for(Duration::from_secs(60), || {
+    // Kill as soon as the first namespace appears (a cheap, tight poll: the
+    // sync goes one network at a time and takes far longer than this).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let up = loop {
         let n = nets
             .iter()
-            .filter(|n| !s.dnsmasq_pids(&n.id).is_empty())
+            .filter(|n| std::path::Path::new(&format!("/run/netns/qdhcp-{}", n.id)).exists())
             .count();
-        (n >= 3).then_some(n)
-    })
-    .unwrap_or_else(|| panic!("no network came up:\n{}", tail(&s.log(), 30)));
+        if n >= 1 {
+            break n;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no network came up:\n{}",
+            tail(&s.log(), 30)
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    };
     s.kill9();
     let up_at_kill = nets
         .iter()

@@ -103,6 +103,11 @@ fn fault_load_many_networks_client_and_notification_storms() {
         t1.elapsed(),
         leases.load(Ordering::Relaxed)
     );
+    // The agent's log is kept for reading the figures (target/fault_load_agent.log).
+    let _ = std::fs::write(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fault_load_agent.log"),
+        s.log(),
+    );
     // A port added in the storm is served.
     let i = (changes - 1) * 7919 % n;
     let last = nets[i].ports.len() - 1;

@@ -256,11 +256,17 @@ impl Standalone {
     /// Live (not zombie) dnsmasq processes whose command line names this
     /// network's config directory.
     pub fn dnsmasq_pids(&self, id: &str) -> Vec<i32> {
+        self.pids_in(&dnsmasq_processes(), id)
+    }
+
+    /// The same from a list made once (a check of a thousand networks
+    /// would otherwise read /proc a thousand times).
+    fn pids_in(&self, procs: &[(i32, String)], id: &str) -> Vec<i32> {
         let needle = format!("{}/", self.conf_dir(id).display());
-        dnsmasq_processes()
-            .into_iter()
+        procs
+            .iter()
             .filter(|(_, cmd)| cmd.contains(&needle))
-            .map(|(pid, _)| pid)
+            .map(|(pid, _)| *pid)
             .collect()
     }
 
@@ -285,8 +291,9 @@ impl Standalone {
     /// `Ok` when it matches exactly.
     pub fn check(&self, nets: &[&Net]) -> Result<(), String> {
         let mut problems = Vec::new();
+        let procs = dnsmasq_processes();
         for net in nets {
-            if let Err(p) = self.check_net(net) {
+            if let Err(p) = self.check_net(net, &procs) {
                 problems.push(format!("network {}: {p}", net.id));
             }
         }
@@ -311,7 +318,7 @@ impl Standalone {
             {
                 problems.push(format!("leftover namespace qdhcp-{gone}"));
             }
-            let pids = self.dnsmasq_pids(gone);
+            let pids = self.pids_in(&procs, gone);
             if !pids.is_empty() {
                 problems.push(format!("leftover dnsmasq {pids:?} of {gone}"));
             }
@@ -344,7 +351,7 @@ impl Standalone {
         iface.strip_prefix("ns-").map(|s| format!("tap{s}"))
     }
 
-    fn check_net(&self, net: &Net) -> Result<(), String> {
+    fn check_net(&self, net: &Net, procs: &[(i32, String)]) -> Result<(), String> {
         let dir = self.conf_dir(&net.id);
         for f in ["host", "addn_hosts", "opts", "leases", "pid", "interface"] {
             if !dir.join(f).is_file() {
@@ -405,7 +412,7 @@ impl Standalone {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(tap);
         }
-        let pids = self.dnsmasq_pids(&net.id);
+        let pids = self.pids_in(procs, &net.id);
         if pids.len() != 1 || self.pid_file(&net.id) != pids.first().copied() {
             return Err(format!(
                 "dnsmasq processes {pids:?}, pid file {:?}",

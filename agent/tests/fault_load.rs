@@ -1,5 +1,5 @@
 //! Load: many networks served at once (`LEASEHOLD_LOAD_NETWORKS`: CI sets
-//! 1,000; 200 when unset, so a developer's run stays short), then a DHCP client storm and a notification storm together. No
+//! 500 (1,000 by hand); 200 when unset, so a developer's run stays short), then a DHCP client storm and a notification storm together. No
 //! change may be lost (the host ends exactly as the server says, every added
 //! port in its network's files) and no client may get an address that is
 //! not its port's. The agent binary in `file://` mode, Linux bridge, real

@@ -8,7 +8,7 @@
 //!
 //! # Using it from the run loop
 //!
-//! ```ignore
+//! ```text
 //! let dispatcher = Dispatcher::new(config, plugin, actions);
 //! dispatcher.adopt_existing(existing_network_ids);   // placeholders, as at Neutron's start
 //! dispatcher.sync_state(None).await;                 // the initial full sync

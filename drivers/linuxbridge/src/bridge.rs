@@ -200,19 +200,10 @@ impl InterfaceDriver for BridgeDriver {
         let ns = spec.namespace.as_deref();
         let dev = spec.device_name.as_str();
         let context = format!("plug {dev} (port {})", spec.port_id);
-        if let Some(ns) = ns {
-            Netns::ensure(ns)
-                .await
-                .map_err(|e| e.into_driver_error(&context))?;
-        }
-        let inner = Handle::open(ns)
+        let (inner, exists) = Handle::open_for_plug(ns, dev)
             .await
             .map_err(|e| e.into_driver_error(&context))?;
-        if inner
-            .link_exists(dev)
-            .await
-            .map_err(|e| e.into_driver_error(&context))?
-        {
+        if exists {
             let root = Handle::open(None)
                 .await
                 .map_err(|e| e.into_driver_error(&context))?;

@@ -97,3 +97,17 @@ pub(crate) fn nl_not_found(e: &rtnetlink::Error) -> bool {
         Some(libc::ENODEV | libc::ENOENT | libc::ESRCH | libc::EADDRNOTAVAIL)
     )
 }
+
+impl Handle {
+    /// The first step of every plug: the namespace made if missing, a handle
+    /// inside it, and whether `device` is already there (a plug of an
+    /// existing device only fixes it up).
+    pub async fn open_for_plug(namespace: Option<&str>, device: &str) -> Result<(Handle, bool)> {
+        if let Some(ns) = namespace {
+            crate::Netns::ensure(ns).await?;
+        }
+        let handle = Handle::open(namespace).await?;
+        let exists = handle.link_exists(device).await?;
+        Ok((handle, exists))
+    }
+}

@@ -52,9 +52,10 @@ fn concurrent_spawns_all_succeed() {
             .flat_map(|h| h.join().expect("thread"))
             .collect()
     });
-    for pid in results.iter().filter_map(|r| r.as_ref().ok()) {
+    // Every daemon that came up, including those of a spawn that failed.
+    for pid in specs.iter().filter_map(ProcessSpec::active_pid) {
         let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(*pid),
+            nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
     }

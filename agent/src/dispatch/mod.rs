@@ -248,7 +248,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The decision core. Create with [`Dispatcher::new`]; share the `Arc`.
 pub struct Dispatcher {
     config: DispatcherConfig,
-    agent_uuid: String,
     plugin: Arc<dyn PluginApi>,
     actions: Arc<dyn NetworkActions>,
     cache: Mutex<NetworkCache>,
@@ -281,13 +280,8 @@ impl Dispatcher {
         plugin: Arc<dyn PluginApi>,
         actions: Arc<dyn NetworkActions>,
     ) -> Arc<Self> {
-        let short_host = config.host.split('.').next().unwrap_or_default();
-        let agent_uuid = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_DNS, short_host.as_bytes())
-            .hyphenated()
-            .to_string();
         Arc::new(Dispatcher {
             config,
-            agent_uuid,
             plugin,
             actions,
             cache: Mutex::new(NetworkCache::new()),
@@ -311,7 +305,7 @@ impl Dispatcher {
     /// This agent's DHCP port device_id on a network:
     /// `dhcp<uuid5(NAMESPACE_DNS, short host)>-<network id>`.
     pub fn dhcp_device_id(&self, network_id: &Id) -> String {
-        format!("dhcp{}-{}", self.agent_uuid, network_id)
+        crate::device::agent_device_id(&self.config.host, network_id)
     }
 
     /// Caches placeholders (id only) for networks found on disk at start, so

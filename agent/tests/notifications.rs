@@ -3,11 +3,7 @@
 use leasehold_agent::notification::{decode, DecodeError, Notification, DEFAULT_PRIORITY};
 use serde_json::json;
 
-fn shared(path: &str) -> std::path::PathBuf {
-    let base = std::env::var("LEASEHOLD_SHARED")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared").into());
-    std::path::Path::new(&base).join(path)
-}
+use leasehold_testkit::shared;
 
 /// (method, args) of a captured server-to-agent cast.
 fn sample(name: &str) -> (String, serde_json::Value) {

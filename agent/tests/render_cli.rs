@@ -4,11 +4,7 @@ mod support;
 
 use support::{agent, stderr};
 
-fn shared(path: &str) -> std::path::PathBuf {
-    let base = std::env::var("LEASEHOLD_SHARED")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared").into());
-    std::path::Path::new(&base).join(path)
-}
+use leasehold_testkit::shared;
 
 #[test]
 fn render_writes_the_golden_bytes() {

@@ -2,11 +2,7 @@
 
 use leasehold_agent::rabbit::envelope::{decode, encode_request, parse_reply, CallIds, Context};
 
-fn shared(path: &str) -> std::path::PathBuf {
-    let base = std::env::var("LEASEHOLD_SHARED")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared").into());
-    std::path::Path::new(&base).join(path)
-}
+use leasehold_testkit::shared;
 
 fn sample(name: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(shared(&format!("wire-samples/{name}")))

@@ -23,6 +23,15 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// A path in the read-only reference folder beside the repository
+/// (`../shared`, or `$LEASEHOLD_SHARED`): wire samples, golden vectors.
+pub fn shared(path: &str) -> PathBuf {
+    let base = std::env::var_os("LEASEHOLD_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("..").join("shared"));
+    base.join(path)
+}
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A name unique to this process and call: `<prefix><pid><n>`, at most 15 bytes.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use leasehold_core::driver::DhcpDriver;
-use leasehold_core::model::Network;
+use leasehold_core::model::{Network, Port};
 use leasehold_core::namespace_of;
 
 use crate::device::{DeviceManager, HostNet};
@@ -80,16 +80,17 @@ impl LocalNetworks {
 
 #[async_trait]
 impl NetworkActions for LocalNetworks {
-    async fn enable(&self, net: &Network) -> Result<(), ActionError> {
+    async fn enable(&self, net: &Network) -> Result<Option<Port>, ActionError> {
         if !has_dhcp_subnet(net) {
-            return Ok(());
+            return Ok(None);
         }
         let (net, device) = self.devices.setup(net).await?;
-        if let (Some(vlans), Some(port)) = (&self.vlans, self.devices.own_port(&net)) {
+        let port = self.devices.own_port(&net).cloned();
+        if let (Some(vlans), Some(port)) = (&self.vlans, &port) {
             vlans.tag(&net, &port.id).await?;
         }
         self.dhcp.enable(&net, &device).await?;
-        Ok(())
+        Ok(port)
     }
 
     async fn disable(&self, net: &Network) -> Result<(), ActionError> {
@@ -117,7 +118,7 @@ impl NetworkActions for LocalNetworks {
 
     async fn restart(&self, net: &Network) -> Result<(), ActionError> {
         self.dhcp.disable(&net.id, true).await?;
-        self.enable(net).await
+        self.enable(net).await.map(drop)
     }
 
     async fn reload_allocations(&self, net: &Network) -> Result<(), ActionError> {

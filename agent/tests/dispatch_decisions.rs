@@ -15,6 +15,7 @@ fn s(a: &str, n: &str) -> (String, String) {
 #[tokio::test]
 async fn network_create_end_enables_and_caches() {
     let (d, server, rec) = setup(vec![simple_network("net-a")]);
+    rec.create_dhcp_ports();
     d.handle(ev(
         N::NetworkCreateEnd {
             network_id: id("net-a"),
@@ -26,10 +27,14 @@ async fn network_create_end_enables_and_caches() {
     // Metadata not wanted by default: only stopped.
     assert_eq!(rec.count("metadata_off"), 1);
     assert_eq!(rec.count("metadata_on"), 0);
-    assert!(d.cached_network(&id("net-a")).is_some());
-    // Fetched once, then re-fetched after enable.
-    assert_eq!(server.info_calls.lock().unwrap().len(), 2);
-    assert_eq!(names(&d.ready_ports().1), vec!["net-a-p1"]);
+    // Fetched once, not again after enable (deliberate difference (f)):
+    // the cached copy has the DHCP port the enable returned.
+    assert_eq!(server.info_calls.lock().unwrap().len(), 1);
+    let cached = d.cached_network(&id("net-a")).expect("cached");
+    let mut cached_ports: Vec<&str> = cached.ports.iter().map(|p| p.id.as_str()).collect();
+    cached_ports.sort();
+    assert_eq!(cached_ports, vec!["net-a-dhcp", "net-a-p1"]);
+    assert_eq!(names(&d.ready_ports().1), vec!["net-a-dhcp", "net-a-p1"]);
     assert!(d.pending_resyncs().is_empty());
 }
 
@@ -759,8 +764,11 @@ async fn port_delete_of_cached_port_reloads_and_marks_it_deleted() {
         vec![s("reload_allocations", "net-a"), s("metadata_off", "net-a")]
     );
     let calls = rec.calls.lock().unwrap().clone();
-    assert!(calls[0].net.ports.is_empty());
-    assert!(d.cached_network(&id("net-a")).unwrap().ports.is_empty());
+    let gone = |net: &leasehold_core::model::Network| {
+        !net.ports.iter().any(|p| p.id.as_str() == "net-a-p1")
+    };
+    assert!(gone(&calls[0].net));
+    assert!(gone(&d.cached_network(&id("net-a")).unwrap()));
     // A late update of the deleted port is stale.
     rec.clear();
     let p = port(

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -244,6 +244,7 @@ pub struct Recorder {
     /// Most calls running at once overall.
     pub max_total: AtomicUsize,
     total: AtomicUsize,
+    create_dhcp_ports: AtomicBool,
 }
 
 impl Recorder {
@@ -290,6 +291,12 @@ impl Recorder {
         self.log().iter().filter(|(a, _)| a == action).count()
     }
 
+    /// From now on `enable` makes a DHCP port `<net>-dhcp` (as on a
+    /// network that had none on the server).
+    pub fn create_dhcp_ports(&self) {
+        self.create_dhcp_ports.store(true, Ordering::SeqCst);
+    }
+
     /// Forgets the recorded calls.
     pub fn clear(&self) {
         self.calls.lock().unwrap().clear();
@@ -334,8 +341,25 @@ impl Recorder {
 
 #[async_trait]
 impl NetworkActions for Recorder {
-    async fn enable(&self, net: &Network) -> Result<(), ActionError> {
-        self.record("enable", net).await
+    /// Like the real driver, returns the DHCP port it set up: the
+    /// network's own, or with `create_dhcp_ports` a new one.
+    async fn enable(&self, net: &Network) -> Result<Option<Port>, ActionError> {
+        self.record("enable", net).await?;
+        if self.create_dhcp_ports.load(Ordering::SeqCst) {
+            let dhcp_id = format!("{}-dhcp", net.id);
+            return Ok(Some(port_owned(
+                &dhcp_id,
+                "fa:16:3e:00:00:01",
+                &[],
+                "network:dhcp",
+                "dhcp-fake",
+            )));
+        }
+        Ok(net
+            .ports
+            .iter()
+            .find(|p| p.device_owner == "network:dhcp")
+            .cloned())
     }
     async fn disable(&self, net: &Network) -> Result<(), ActionError> {
         self.record("disable", net).await

@@ -292,7 +292,16 @@ impl Dispatcher {
     }
 
     /// `configure_dhcp_for_network`: enable if the network is up and has a
-    /// DHCP subnet; then cache the re-fetched network and mark its ports ready.
+    /// DHCP subnet; then cache the network and mark its ports ready.
+    ///
+    /// Deliberate difference (f): Neutron re-fetches the network after
+    /// enabling it, so the cached copy holds the DHCP port just made. The
+    /// enable returns that port, so it is put into the network we have
+    /// instead: one RPC less per network, which is most of a full sync's
+    /// server time saved after `create_dhcp_port`. Changes made on the
+    /// server since our copy was read arrive as the notifications queued
+    /// behind this sync. Multi-segment networks (one enable per segment)
+    /// are still re-fetched.
     pub(super) async fn configure_dhcp_for_network(&self, net: Network) {
         if !net.admin_state_up {
             return;
@@ -300,11 +309,47 @@ impl Dispatcher {
         if !net.subnets.iter().any(|s| s.enable_dhcp) {
             return;
         }
-        if !self.call_driver(Action::Enable, &net).await {
-            return;
+        let net = if net.segments.is_empty() {
+            match self.enable_one(net).await {
+                Some(net) => net,
+                None => return,
+            }
+        } else {
+            if !self.call_driver(Action::Enable, &net).await {
+                return;
+            }
+            self.refetch_after_enable(net).await
+        };
+        self.update_isolated_metadata_proxy(&net).await;
+        let ports: Vec<Id> = net.ports.iter().map(|p| p.id.clone()).collect();
+        lock(&self.cache).put(net);
+        lock(&self.ready).extend(ports, false);
+    }
+
+    /// Enables a single-segment network; on success returns it with the
+    /// DHCP port the driver set up in its ports.
+    async fn enable_one(&self, mut net: Network) -> Option<Network> {
+        tracing::debug!(network = %net.id, action = "enable", "calling driver");
+        bump(&self.counters.enables);
+        match self.actions.enable(&net).await {
+            Ok(Some(port)) => {
+                match net.ports.iter_mut().find(|p| p.id == port.id) {
+                    Some(slot) => *slot = port,
+                    None => net.ports.push(port),
+                }
+                Some(net)
+            }
+            Ok(None) => Some(net),
+            Err(e) => {
+                self.driver_failed(Action::Enable, &net, e);
+                None
+            }
         }
-        // Re-fetch so the cached copy has the DHCP port just made.
-        let net = match self.plugin.get_network_info(&net.id).await {
+    }
+
+    /// The network as the server has it now, or `net` if that cannot be read.
+    async fn refetch_after_enable(&self, net: Network) -> Network {
+        match self.plugin.get_network_info(&net.id).await {
             Ok(Some(fresh)) => fresh,
             Ok(None) => net,
             Err(e) => {
@@ -313,11 +358,7 @@ impl Dispatcher {
                 self.schedule_resync(e.to_string(), Some(net.id.clone()));
                 net
             }
-        };
-        self.update_isolated_metadata_proxy(&net).await;
-        let ports: Vec<Id> = net.ports.iter().map(|p| p.id.clone()).collect();
-        lock(&self.cache).put(net);
-        lock(&self.ready).extend(ports, false);
+        }
     }
 
     /// `disable_dhcp_helper`: for a cached network, stop the metadata proxy
@@ -403,7 +444,7 @@ impl Dispatcher {
         let result = match action {
             Action::Enable => {
                 bump(&c.enables);
-                a.enable(net).await
+                a.enable(net).await.map(drop)
             }
             Action::Disable => {
                 bump(&c.disables);
@@ -425,7 +466,13 @@ impl Dispatcher {
         let Err(e) = result else {
             return true;
         };
-        bump(&c.driver_failures);
+        self.driver_failed(action, net, e);
+        false
+    }
+
+    /// Counts and logs a failed driver call and schedules the resync it needs.
+    fn driver_failed(&self, action: Action, net: &Network, e: ActionError) {
+        bump(&self.counters.driver_failures);
         let action = action.name();
         match &e {
             ActionError::Conflict(_) => {
@@ -454,7 +501,6 @@ impl Dispatcher {
                 tracing::error!(network = %net.id, action, error = %e, "driver action failed");
             }
         }
-        false
     }
 
     /// Applies the deferred reloads (`bulk_reload_interval`), skipping

@@ -49,7 +49,11 @@
 //!     instead of one batch of 64 per 0.2 s tick, and does not wait for syncs.
 //! (e) A failure to re-fetch a network right after enabling it keeps the
 //!     network info we had and schedules a resync of that network, instead of
-//!     failing the whole sync.
+//!     failing the whole sync (only multi-segment networks are re-fetched now).
+//! (f) A network just enabled is cached with the DHCP port the enable
+//!     returned instead of being fetched again (`get_network_info`): one
+//!     RPC less per network in a sync. Changes since our copy was read come
+//!     as the notifications queued behind the sync.
 
 mod decisions;
 mod metadata;
@@ -64,7 +68,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use leasehold_core::driver::DriverError;
-use leasehold_core::model::{Id, Network};
+use leasehold_core::model::{Id, Network, Port};
 use tokio::sync::{watch, RwLock};
 use tokio::task::JoinSet;
 
@@ -111,7 +115,10 @@ impl From<DriverError> for ActionError {
 #[async_trait]
 pub trait NetworkActions: Send + Sync {
     /// Sets up the DHCP port and device and starts (or adopts) DHCP.
-    async fn enable(&self, net: &Network) -> Result<(), ActionError>;
+    /// Returns the DHCP port as the server last returned it (`None` when
+    /// the network needs none), so the caller can cache the network
+    /// without asking the server for it again.
+    async fn enable(&self, net: &Network) -> Result<Option<Port>, ActionError>;
     /// Full teardown: DHCP stopped, device unplugged, `release_dhcp_port`.
     async fn disable(&self, net: &Network) -> Result<(), ActionError>;
     /// Stops DHCP and enables it again, keeping the port and namespace.

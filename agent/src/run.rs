@@ -107,22 +107,7 @@ pub async fn run(
             server
         }
         Transport::Rabbit(url) => {
-            let settings = RabbitSettings {
-                url: url.clone(),
-                host: loaded.host.clone(),
-                control_exchange: o.str_or("DEFAULT", "control_exchange", "neutron")?,
-                rpc_timeout: secs(o, "DEFAULT", "rpc_response_timeout", 60)?,
-                durable: o.flag("oslo_messaging_rabbit", "amqp_durable_queues")?,
-                auto_delete: o.flag("oslo_messaging_rabbit", "amqp_auto_delete")?,
-                transient_ttl: o
-                    .get_int("oslo_messaging_rabbit", "rabbit_transient_queues_ttl")?
-                    .unwrap_or(1800)
-                    .clamp(1, u32::MAX as i64) as u32,
-                heartbeat: o
-                    .get_int("oslo_messaging_rabbit", "heartbeat_timeout_threshold")?
-                    .unwrap_or(60)
-                    .clamp(0, u16::MAX as i64) as u16,
-            };
+            let settings = RabbitSettings::from_options(url.clone(), loaded.host.clone(), o)?;
             let rabbit = Rabbit::start(settings.clone(), events_tx.clone(), links_tx, stop.clone());
             let api = Arc::new(RabbitPluginApi::new(
                 rabbit,

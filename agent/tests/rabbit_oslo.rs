@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use leasehold_agent::notification::Notification;
 use leasehold_agent::rabbit::url::TransportUrl;
-use leasehold_agent::rabbit::{LinkEvent, Rabbit, RabbitPluginApi, RabbitSettings};
+use leasehold_agent::rabbit::{LinkEvent, QueueOptions, Rabbit, RabbitPluginApi, RabbitSettings};
 use leasehold_agent::server_api::{PluginApi, RpcError};
 use leasehold_core::model::Id;
 use leasehold_testkit::rabbit::{privileged_or_skip, OsloPeer, Vhost};
@@ -21,9 +21,7 @@ fn settings(url: &str) -> RabbitSettings {
         host: HOST.into(),
         control_exchange: "neutron".into(),
         rpc_timeout: Duration::from_secs(10),
-        durable: false,
-        auto_delete: false,
-        transient_ttl: 1800,
+        queues: QueueOptions::default(),
         heartbeat: 60,
     }
 }

@@ -20,7 +20,10 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use leasehold_core::options::{BadValue, Options};
+
 use super::envelope::{self, CallIds, Context, Reply};
+use super::topology::{self, Arg, Declaration, ExchangeType, Names, QueueOptions};
 use super::url::TransportUrl;
 use crate::notification::{self, Event};
 use crate::server_api::RpcError;
@@ -39,14 +42,32 @@ pub struct RabbitSettings {
     pub control_exchange: String,
     /// Default call timeout (`rpc_response_timeout`).
     pub rpc_timeout: Duration,
-    /// `amqp_durable_queues`.
-    pub durable: bool,
-    /// `amqp_auto_delete`.
-    pub auto_delete: bool,
-    /// `rabbit_transient_queues_ttl`, seconds.
-    pub transient_ttl: u32,
+    /// How queues and exchanges are declared.
+    pub queues: QueueOptions,
     /// `heartbeat_timeout_threshold`, seconds.
     pub heartbeat: u16,
+}
+
+impl RabbitSettings {
+    /// The settings of a `rabbit://` transport from the resolved configuration.
+    pub fn from_options(url: TransportUrl, host: String, o: &Options) -> Result<Self, BadValue> {
+        let seconds = |name: &str, default: i64| -> Result<Duration, BadValue> {
+            Ok(Duration::from_secs(
+                o.get_int("DEFAULT", name)?.unwrap_or(default).max(0) as u64,
+            ))
+        };
+        Ok(RabbitSettings {
+            url,
+            host,
+            control_exchange: o.str_or("DEFAULT", "control_exchange", "neutron")?,
+            rpc_timeout: seconds("rpc_response_timeout", 60)?,
+            queues: QueueOptions::from_options(o)?,
+            heartbeat: o
+                .get_int("oslo_messaging_rabbit", "heartbeat_timeout_threshold")?
+                .unwrap_or(60)
+                .clamp(0, u16::MAX as i64) as u16,
+        })
+    }
 }
 
 /// Transport-level happenings the agent acts on.
@@ -302,69 +323,16 @@ impl Supervisor {
 
     async fn declare(&self, ch: &Channel) -> Result<(), lapin::Error> {
         let s = &self.rabbit.settings;
-        let exchange = s.control_exchange.as_str();
-        let durable = QueueDeclareOptions {
-            durable: s.durable,
-            auto_delete: s.auto_delete,
-            ..Default::default()
+        let names = Names {
+            control_exchange: &s.control_exchange,
+            topic: AGENT_TOPIC,
+            host: &s.host,
+            fanout_queue: &self.fanout_q,
+            reply_queue: &self.rabbit.reply_q,
         };
-        ch.exchange_declare(
-            exchange.into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: s.durable,
-                auto_delete: s.auto_delete,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-        for queue in [AGENT_TOPIC.to_string(), format!("{AGENT_TOPIC}.{}", s.host)] {
-            ch.queue_declare(queue.as_str().into(), durable, FieldTable::default())
-                .await?;
-            ch.queue_bind(
-                queue.as_str().into(),
-                exchange.into(),
-                queue.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        for declaration in topology::declarations(&s.queues, &names) {
+            declare_one(ch, &declaration).await?;
         }
-        let fanout_exchange = format!("{AGENT_TOPIC}_fanout");
-        ch.exchange_declare(
-            fanout_exchange.as_str().into(),
-            ExchangeKind::Fanout,
-            ExchangeDeclareOptions {
-                durable: false,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-        let mut expiring = FieldTable::default();
-        expiring.insert(
-            "x-expires".into(),
-            AMQPValue::LongInt((s.transient_ttl.saturating_mul(1000)).min(i32::MAX as u32) as i32),
-        );
-        let transient = QueueDeclareOptions {
-            durable: false,
-            auto_delete: false,
-            ..Default::default()
-        };
-        ch.queue_declare(self.fanout_q.as_str().into(), transient, expiring.clone())
-            .await?;
-        ch.queue_bind(
-            self.fanout_q.as_str().into(),
-            fanout_exchange.as_str().into(),
-            AGENT_TOPIC.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-        ch.queue_declare(self.rabbit.reply_q.as_ref().into(), transient, expiring)
-            .await?;
         Ok(())
     }
 
@@ -403,6 +371,72 @@ impl Supervisor {
             }
         });
         Ok(())
+    }
+}
+
+/// Makes one declaration (and its binding) on the broker.
+async fn declare_one(ch: &Channel, declaration: &Declaration) -> Result<(), lapin::Error> {
+    match declaration {
+        Declaration::Exchange {
+            name,
+            kind,
+            durable,
+            auto_delete,
+        } => {
+            let kind = match kind {
+                ExchangeType::Topic => ExchangeKind::Topic,
+                ExchangeType::Fanout => ExchangeKind::Fanout,
+            };
+            let options = ExchangeDeclareOptions {
+                durable: *durable,
+                auto_delete: *auto_delete,
+                ..Default::default()
+            };
+            ch.exchange_declare(name.as_str().into(), kind, options, FieldTable::default())
+                .await
+        }
+        Declaration::Queue {
+            name,
+            durable,
+            auto_delete,
+            arguments,
+            bind,
+            ..
+        } => {
+            let options = QueueDeclareOptions {
+                durable: *durable,
+                auto_delete: *auto_delete,
+                ..Default::default()
+            };
+            let mut table = FieldTable::default();
+            for (key, value) in arguments {
+                table.insert((*key).into(), amqp_value(value));
+            }
+            ch.queue_declare(name.as_str().into(), options, table)
+                .await?;
+            if let Some((exchange, routing_key)) = bind {
+                ch.queue_bind(
+                    name.as_str().into(),
+                    exchange.as_str().into(),
+                    routing_key.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// An argument as py-amqp encodes it: a 32-bit integer when it fits.
+fn amqp_value(arg: &Arg) -> AMQPValue {
+    match *arg {
+        Arg::Int(v) => match i32::try_from(v) {
+            Ok(small) => AMQPValue::LongInt(small),
+            Err(_) => AMQPValue::LongLongInt(v),
+        },
+        Arg::Str(text) => AMQPValue::LongString(text.into()),
     }
 }
 

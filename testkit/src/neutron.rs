@@ -119,7 +119,8 @@ impl NeutronServer {
                  dhcp_agents_per_network = 1\nnetwork_auto_schedule = True\nrpc_workers = 1\nrpc_state_report_workers = 1\napi_workers = 1\n\
                  notify_nova_on_port_status_changes = False\nnotify_nova_on_port_data_changes = False\nstate_path = {state}\n\
                  api_paste_config = {paste}\n[database]\nconnection = mysql+pymysql://root@127.0.0.1:3306/{db}?charset=utf8mb4\n\
-                 [oslo_concurrency]\nlock_path = {lock}\n",
+                 [oslo_concurrency]\nlock_path = {lock}\n\
+                 [quotas]\nquota_network = -1\nquota_subnet = -1\nquota_port = -1\n",
                 url = vhost.url(),
                 state = d.join("state").display(),
                 paste = venv.join("etc/neutron/api-paste.ini").display(),
@@ -130,7 +131,7 @@ impl NeutronServer {
         .expect("neutron.conf");
         std::fs::write(
             d.join("ml2_conf.ini"),
-            "[ml2]\ntype_drivers = flat,vlan,vxlan\ntenant_network_types = vxlan\nmechanism_drivers = openvswitch\nextension_drivers = port_security\n[ml2_type_vxlan]\nvni_ranges = 1:1000\n",
+            "[ml2]\ntype_drivers = flat,vlan,vxlan\ntenant_network_types = vxlan\nmechanism_drivers = openvswitch\nextension_drivers = port_security\n[ml2_type_vxlan]\nvni_ranges = 1:4000\n",
         )
         .expect("ml2_conf.ini");
         let bin = |name: &str| venv.join("bin").join(name);

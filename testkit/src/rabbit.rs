@@ -150,10 +150,18 @@ pub struct OsloPeer {
 impl OsloPeer {
     /// Starts it on `url` and waits until its servers listen.
     pub fn start(url: &str) -> OsloPeer {
+        OsloPeer::start_with_config(url, &[])
+    }
+
+    /// Starts it with oslo.config files (`[oslo_messaging_rabbit]` options, say).
+    pub fn start_with_config(url: &str, config_files: &[&std::path::Path]) -> OsloPeer {
         let script = repo_root().join("agent/tests/support/oslo_peer.py");
-        let mut child = Command::new(oslo_python())
-            .arg(&script)
-            .arg(url)
+        let mut command = Command::new(oslo_python());
+        command.arg(&script).arg(url);
+        for file in config_files {
+            command.arg("--config-file").arg(file);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(peer_log())

@@ -57,7 +57,11 @@ pub const AGENT_OPTIONS: &[OptionSpec] = &[
     OptionSpec::bool("oslo_messaging_rabbit", "amqp_auto_delete", false, "Declare auto-delete queues and exchanges."),
     OptionSpec::int("oslo_messaging_rabbit", "rabbit_qos_prefetch_count", Some("0"), Some(0), None, "AMQP prefetch count; 0 is unlimited."),
     OptionSpec::int("oslo_messaging_rabbit", "rabbit_transient_queues_ttl", Some("1800"), Some(0), None, "Expiry in seconds of reply and fanout queues."),
-    OptionSpec::bool("oslo_messaging_rabbit", "rabbit_quorum_queue", false, "Declare quorum queues."),
+    OptionSpec::bool("oslo_messaging_rabbit", "rabbit_quorum_queue", false, "Declare the topic queues (dhcp_agent, dhcp_agent.<host>) as quorum queues."),
+    OptionSpec::bool("oslo_messaging_rabbit", "rabbit_transient_quorum_queue", false, "Declare the reply and fanout queues as quorum queues."),
+    OptionSpec::int("oslo_messaging_rabbit", "rabbit_quorum_delivery_limit", Some("0"), Some(0), None, "x-delivery-limit of quorum queues; 0 sets none."),
+    OptionSpec::int("oslo_messaging_rabbit", "rabbit_quorum_max_memory_length", Some("0"), Some(0), None, "x-max-in-memory-length of quorum queues; 0 sets none."),
+    OptionSpec::int("oslo_messaging_rabbit", "rabbit_quorum_max_memory_bytes", Some("0"), Some(0), None, "x-max-in-memory-bytes of quorum queues; 0 sets none."),
     OptionSpec::bool("oslo_messaging_rabbit", "ssl", false, "Connect with TLS."),
 ];
 

@@ -71,12 +71,31 @@ impl RabbitSettings {
 }
 
 /// Transport-level happenings the agent acts on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkEvent {
     /// Connected for the first time.
     Connected,
     /// Connected again after a loss: resync.
     Reconnected,
+    /// The broker refuses a queue or exchange as the configuration declares
+    /// it (it exists with other settings); the text names the options that
+    /// decide it. The transport keeps retrying.
+    Refused(String),
+}
+
+/// Why a session could not be set up.
+#[derive(Debug)]
+enum SessionError {
+    /// Connection, channel or protocol failure.
+    Amqp(lapin::Error),
+    /// A declaration refused for settings an option decides (see [`LinkEvent::Refused`]).
+    Refused(String),
+}
+
+impl From<lapin::Error> for SessionError {
+    fn from(e: lapin::Error) -> Self {
+        SessionError::Amqp(e)
+    }
 }
 
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Reply>>>>;
@@ -255,11 +274,16 @@ impl Supervisor {
                     // Callers waiting for replies on the lost connection fail at once.
                     self.rabbit.lock_pending().clear();
                 }
-                Err(e) => tracing::warn!(
+                Err(SessionError::Amqp(e)) => tracing::warn!(
                     broker,
                     "cannot connect to RabbitMQ: {e}; retrying in {} s",
                     backoff.as_secs()
                 ),
+                Err(SessionError::Refused(why)) => {
+                    tracing::error!(broker, "{why}; retrying in {} s", backoff.as_secs());
+                    // Never block the supervisor on a reader that is busy elsewhere.
+                    let _ = self.links.try_send(LinkEvent::Refused(why));
+                }
             }
             attempt += 1;
             tokio::select! {
@@ -274,7 +298,7 @@ impl Supervisor {
     async fn session(
         &self,
         uri: &str,
-    ) -> Result<(Connection, oneshot::Receiver<String>), lapin::Error> {
+    ) -> Result<(Connection, oneshot::Receiver<String>), SessionError> {
         let s = &self.rabbit.settings;
         let uri = format!("{uri}?heartbeat={}", s.heartbeat);
         let name = format!(
@@ -299,6 +323,22 @@ impl Supervisor {
             let _ = lost_tx.send("connection closed".into());
         });
 
+        match self.set_up(&connection).await {
+            Ok(publish) => {
+                self.publisher_tx.send_replace(Some(publish));
+                Ok((connection, lost_rx))
+            }
+            Err(e) => {
+                // Not left open for the broker to count: one per retry adds up.
+                let _ = connection.close(200, "setup failed".into()).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Declares, consumes, and returns the channel to publish on.
+    async fn set_up(&self, connection: &Connection) -> Result<Channel, SessionError> {
+        let s = &self.rabbit.settings;
         let publish = connection.create_channel().await?;
         publish
             .confirm_select(ConfirmSelectOptions::default())
@@ -317,11 +357,10 @@ impl Supervisor {
             .await?;
         self.consume(&consume, &self.rabbit.reply_q, Kind::Replies)
             .await?;
-        self.publisher_tx.send_replace(Some(publish));
-        Ok((connection, lost_rx))
+        Ok(publish)
     }
 
-    async fn declare(&self, ch: &Channel) -> Result<(), lapin::Error> {
+    async fn declare(&self, ch: &Channel) -> Result<(), SessionError> {
         let s = &self.rabbit.settings;
         let names = Names {
             control_exchange: &s.control_exchange,
@@ -331,7 +370,15 @@ impl Supervisor {
             reply_queue: &self.rabbit.reply_q,
         };
         for declaration in topology::declarations(&s.queues, &names) {
-            declare_one(ch, &declaration).await?;
+            if let Err(e) = declare_one(ch, &declaration).await {
+                let text = e.to_string();
+                return Err(
+                    match topology::explain_refusal(&declaration, &s.queues, &text) {
+                        Some(why) => SessionError::Refused(why),
+                        None => SessionError::Amqp(e),
+                    },
+                );
+            }
         }
         Ok(())
     }

@@ -2,13 +2,18 @@
 
 It serves the q-plugin and q-reports-plugin topics from networks given on
 the command line, records every call, and casts notifications to the agent
-when told to on standard input. Protocol on stdout: "READY", then one
-"CALL <json>" line per call received. Commands on stdin, one JSON per line:
+when told to on standard input. Usage: oslo_peer.py <transport_url>
+[oslo.config arguments, e.g. --config-file peer.conf]. Protocol on stdout:
+"READY", then one "CALL <json>" line per call received. Commands on stdin,
+one JSON per line:
   {"cast": "<method>", "host": "<agent host>", "payload": {...}}
   {"fanout": "<method>", "payload": {...}}
   {"set_network": {...network dict...}}
   {"raw": {"routing_key": "...", "body_b64": "..."}}   an AMQP body published as is
   {"delete_network": "<id>"}
+  {"serve_agent": "<host>"}  play neutron-dhcp-agent on that host: an RPC server
+                             on dhcp_agent, which declares its queues
+  {"stop_agent": "<host>"}   stop it, as when that agent is stopped
 """
 import base64
 import json
@@ -94,6 +99,16 @@ class Reports:
         return "new" if first else "alive"
 
 
+class OldDhcpAgent:
+    """The queues are what matters; a notification that reaches it is recorded."""
+    target = oslo_messaging.Target(version="1.0")
+
+    def __getattr__(self, name):
+        if name.endswith("_end") or name == "agent_updated":
+            return lambda context, **kw: record("agent:" + name, **kw)
+        raise AttributeError(name)
+
+
 def publish_raw(url, raw):
     """Publishes bytes to the control exchange, bypassing oslo's envelope."""
     import kombu
@@ -108,7 +123,7 @@ def main():
     url = sys.argv[1]
     oslo_messaging.set_transport_defaults(control_exchange="neutron")
     conf = cfg.CONF  # oslo.messaging registers some options on the global config only
-    conf([], project="peer")
+    conf(sys.argv[2:], project="peer")
     transport = oslo_messaging.get_rpc_transport(conf, url=url)
     servers = [
         oslo_messaging.get_rpc_server(transport, oslo_messaging.Target(topic="q-plugin", server="peer"), [DhcpRpc()], ),
@@ -117,6 +132,7 @@ def main():
     for s in servers:
         s.start()
     client = oslo_messaging.get_rpc_client(transport, oslo_messaging.Target(topic="dhcp_agent", version="1.0"))
+    agents = {}
     emit("READY")
     for line in sys.stdin:
         cmd = json.loads(line)
@@ -130,10 +146,20 @@ def main():
                 NETWORKS.pop(cmd["delete_network"], None)
         elif "raw" in cmd:
             publish_raw(url, cmd["raw"])
+        elif "serve_agent" in cmd:
+            agent = oslo_messaging.get_rpc_server(
+                transport, oslo_messaging.Target(topic="dhcp_agent", server=cmd["serve_agent"]),
+                [OldDhcpAgent()])
+            agent.start()
+            agents[cmd["serve_agent"]] = agent
+        elif "stop_agent" in cmd:
+            agent = agents.pop(cmd["stop_agent"])
+            agent.stop()
+            agent.wait()
         elif "fanout" in cmd:
             client.prepare(fanout=True).cast({}, cmd["fanout"], payload=cmd["payload"])
         emit("DONE")
-    for s in servers:
+    for s in servers + list(agents.values()):
         s.stop()
         s.wait()
 

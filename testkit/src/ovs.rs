@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 pub struct Ovs {
     /// Its run directory (`db.sock` is there).
     pub rundir: PathBuf,
+    /// Held while it runs (see [`host_lock`]); `None` when reused.
+    _lock: Option<std::fs::File>,
 }
 
 impl Ovs {
@@ -106,9 +108,13 @@ fn responds() -> bool {
 fn start() -> Result<Ovs, String> {
     if let Ok(dir) = std::env::var("OVS_RUNDIR") {
         if responds() {
-            return Ok(Ovs { rundir: dir.into() });
+            return Ok(Ovs {
+                rundir: dir.into(),
+                _lock: None,
+            });
         }
     }
+    let lock = host_lock()?;
     remove_dead_dirs();
     let dir = std::env::temp_dir().join(format!("leasehold-ovs-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -188,7 +194,40 @@ fn start() -> Result<Ovs, String> {
         },
         "ovs-vswitchd",
     )?;
-    Ok(Ovs { rundir: dir })
+    Ok(Ovs {
+        rundir: dir,
+        _lock: Some(lock),
+    })
+}
+
+/// One private userspace OVS per host at a time: its datapath is a tap
+/// device named `ovs-netdev` in the root namespace, so a second
+/// ovs-vswitchd cannot open its bridges ("Device or resource busy"). Test
+/// binaries and benchmarks run side by side wait here for the one before
+/// to exit (the lock goes with its process).
+fn host_lock() -> Result<std::fs::File, String> {
+    let dir = Path::new("/run/lock");
+    let dir = if dir.is_dir() { dir } else { Path::new("/tmp") };
+    let path = &dir.join("leasehold-private-ovs.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => return Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            eprintln!(
+                "waiting for another process's private Open vSwitch to exit ({})",
+                path.display()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(format!("{}: {e}", path.display())),
+    }
+    file.lock()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(file)
 }
 
 /// Removes the directories of earlier test binaries that are gone (their

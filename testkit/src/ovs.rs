@@ -22,7 +22,7 @@ pub struct Ovs {
     /// Its run directory (`db.sock` is there).
     pub rundir: PathBuf,
     /// Held while it runs (see [`host_lock`]); `None` when reused.
-    _lock: Option<std::fs::File>,
+    _lock: Option<nix::fcntl::Flock<std::fs::File>>,
 }
 
 impl Ovs {
@@ -205,29 +205,29 @@ fn start() -> Result<Ovs, String> {
 /// ovs-vswitchd cannot open its bridges ("Device or resource busy"). Test
 /// binaries and benchmarks run side by side wait here for the one before
 /// to exit (the lock goes with its process).
-fn host_lock() -> Result<std::fs::File, String> {
+fn host_lock() -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+    use nix::fcntl::{Flock, FlockArg};
     let dir = Path::new("/run/lock");
     let dir = if dir.is_dir() { dir } else { Path::new("/tmp") };
-    let path = &dir.join("leasehold-private-ovs.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => return Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            eprintln!(
-                "waiting for another process's private Open vSwitch to exit ({})",
-                path.display()
-            );
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(format!("{}: {e}", path.display())),
+    let path = dir.join("leasehold-private-ovs.lock");
+    let open = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    };
+    match Flock::lock(open()?, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => return Ok(lock),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => eprintln!(
+            "waiting for another process's private Open vSwitch to exit ({})",
+            path.display()
+        ),
+        Err((_, e)) => return Err(format!("{}: {e}", path.display())),
     }
-    file.lock()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(file)
+    Flock::lock(open()?, FlockArg::LockExclusive)
+        .map_err(|(_, e)| format!("{}: {e}", path.display()))
 }
 
 /// Removes the directories of earlier test binaries that are gone (their

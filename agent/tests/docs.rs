@@ -27,6 +27,10 @@ const UNSUPPORTED_HEADING: &str = "## Neutron options Leasehold does not read";
 const WARNS: &str = "warning naming file and line";
 /// What it says for an option whose whole section is set aside.
 const SECTION_NOTICE: &str = "one notice for the section";
+/// What it says for neutron-server's `[DEFAULT]` options, noted all together.
+const SERVER_NOTICE: &str = "one notice for all of neutron-server's options";
+/// The text of that notice, before the names.
+const SERVER_NOTICE_TEXT: &str = "of neutron-server ignored: ";
 /// The Neutron default cell of a row naming several options.
 const VARIOUS: &str = "various";
 
@@ -360,6 +364,16 @@ fn unsupported_options_when_set_do_what_the_document_says() {
             if !stderr.contains(&warning) {
                 problems.push(format!("{at}: documented to warn, but no {warning:?}"));
             }
+        } else if row.leasehold.contains(SERVER_NOTICE) {
+            let named = stderr
+                .lines()
+                .filter_map(|l| l.split_once(SERVER_NOTICE_TEXT))
+                .any(|(_, names)| names.split([',', ' ']).any(|n| n == name));
+            if !named || stderr.contains(&warning) {
+                problems.push(format!(
+                    "{at}: documented as part of the notice of neutron-server's options, but no {SERVER_NOTICE_TEXT:?} line names it (or it is warned about alone)"
+                ));
+            }
         } else if row.leasehold.contains(SECTION_NOTICE) {
             if !stderr.contains(&notice) || stderr.contains(&warning) {
                 problems.push(format!(
@@ -368,7 +382,7 @@ fn unsupported_options_when_set_do_what_the_document_says() {
             }
         } else {
             problems.push(format!(
-                "{at}: the \"in Leasehold\" cell says neither {WARNS:?} nor {SECTION_NOTICE:?}"
+                "{at}: the \"in Leasehold\" cell says none of {WARNS:?}, {SECTION_NOTICE:?}, {SERVER_NOTICE:?}"
             ));
         }
     }

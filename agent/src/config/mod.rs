@@ -7,12 +7,14 @@
 
 mod agent_options;
 pub mod ini;
+mod server_options;
 
 use std::path::{Path, PathBuf};
 
 use leasehold_core::options::{BadValue, OptionSpec, Options, Origin};
 
 pub use agent_options::{is_secret, AGENT_OPTIONS};
+pub use server_options::{is_neutron_server_option, neutron_server_options};
 
 /// The configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,13 @@ pub enum ConfigNotice {
         /// Section.
         section: String,
     },
+    /// neutron-server's own `[DEFAULT]` options (neutron.conf's), all in one notice.
+    NeutronServerOptions {
+        /// The options, by name.
+        options: Vec<String>,
+        /// The files that set them.
+        files: Vec<PathBuf>,
+    },
 }
 
 impl std::fmt::Display for ConfigNotice {
@@ -64,6 +73,17 @@ impl std::fmt::Display for ConfigNotice {
                 f,
                 "section [{section}] is not used by the DHCP agent, ignored"
             ),
+            ConfigNotice::NeutronServerOptions { options, files } => {
+                let files: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+                write!(
+                    f,
+                    "{} option{} of neutron-server ignored: {} ([DEFAULT] of {}; neutron-dhcp-agent does not read them either)",
+                    options.len(),
+                    if options.len() == 1 { "" } else { "s" },
+                    options.join(", "),
+                    files.join(", ")
+                )
+            }
         }
     }
 }
@@ -112,8 +132,18 @@ impl RawConfig {
         }
         let mut notices = Vec::new();
         let mut ignored: Vec<String> = Vec::new();
+        let mut server_options: Vec<String> = Vec::new();
+        let mut server_files: Vec<PathBuf> = Vec::new();
         for (section, option, origin) in options.undeclared() {
-            if agent_options::is_known_section(&section, specs) {
+            if section == "DEFAULT" && is_neutron_server_option(&option) {
+                // Every neutron.conf has some: one notice for them all, not a warning each.
+                if let Origin::File { path, .. } = &origin {
+                    if !server_files.contains(path) {
+                        server_files.push(path.clone());
+                    }
+                }
+                server_options.push(option);
+            } else if agent_options::is_known_section(&section, specs) {
                 notices.push(ConfigNotice::UnknownOption {
                     origin,
                     section,
@@ -122,6 +152,12 @@ impl RawConfig {
             } else if !ignored.contains(&section) {
                 ignored.push(section);
             }
+        }
+        if !server_options.is_empty() {
+            notices.push(ConfigNotice::NeutronServerOptions {
+                options: server_options,
+                files: server_files,
+            });
         }
         notices.extend(
             ignored
@@ -304,6 +340,64 @@ mod tests {
         assert!(
             text.contains(&format!("{}:3", a.display())) && text.contains("no_such_option"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn neutron_server_options_share_one_notice_and_misspellings_still_warn() {
+        let d = tempfile::tempdir().unwrap();
+        let conf = file(
+            &d,
+            "neutron.conf",
+            "[DEFAULT]\ncore_plugin = ml2\nservice-plugins = router\ncore_plugn = ml2\n\
+             [agent]\nl3_ha = true\n",
+        );
+        let ini = file(
+            &d,
+            "dhcp_agent.ini",
+            "[DEFAULT]\nrouter_distributed = true\n",
+        );
+        let (_, notices) = RawConfig::read(&[conf.clone(), ini.clone()])
+            .unwrap()
+            .resolve(AGENT_OPTIONS);
+        assert_eq!(
+            notices,
+            [
+                ConfigNotice::UnknownOption {
+                    origin: Origin::File {
+                        path: conf.clone(),
+                        line: 4
+                    },
+                    section: "DEFAULT".into(),
+                    option: "core_plugn".into(),
+                },
+                // Server options count in [DEFAULT] only.
+                ConfigNotice::UnknownOption {
+                    origin: Origin::File {
+                        path: conf.clone(),
+                        line: 6
+                    },
+                    section: "agent".into(),
+                    option: "l3_ha".into(),
+                },
+                ConfigNotice::NeutronServerOptions {
+                    options: vec![
+                        "core_plugin".into(),
+                        "router_distributed".into(),
+                        "service_plugins".into()
+                    ],
+                    files: vec![conf.clone(), ini.clone()],
+                },
+            ]
+        );
+        assert_eq!(
+            notices[2].to_string(),
+            format!(
+                "3 options of neutron-server ignored: core_plugin, router_distributed, service_plugins \
+                 ([DEFAULT] of {}, {}; neutron-dhcp-agent does not read them either)",
+                conf.display(),
+                ini.display()
+            )
         );
     }
 

@@ -1,9 +1,11 @@
 //! Test support for Leasehold's privileged tests: DHCP clients in namespaces
 //! of their own, attached to a bridge or a peer namespace, running the real
 //! busybox `udhcpc`. Everything made here is removed on drop. [`ovs`] runs a
-//! private userspace Open vSwitch for tests that need one.
+//! private userspace Open vSwitch for tests that need one; [`agents`] runs
+//! Leasehold and the reference neutron-dhcp-agent the same way.
 #![allow(clippy::missing_panics_doc)]
 
+pub mod agents;
 pub mod neutron;
 pub mod ovs;
 pub mod rabbit;
@@ -293,7 +295,9 @@ impl Client {
     }
 }
 
-fn parse_events(text: &str) -> Vec<Lease> {
+/// The events a client script logged (`EVENT=<name>`, the variables, `END`),
+/// in order.
+pub fn parse_events(text: &str) -> Vec<Lease> {
     let mut out = Vec::new();
     let mut cur = Lease::default();
     for line in text.lines() {

@@ -4,7 +4,9 @@
 
 mod agents;
 mod machine;
+mod observe;
 mod render;
+mod storm;
 mod sync;
 mod table;
 mod util;
@@ -44,6 +46,13 @@ enum What {
         #[arg(long)]
         leasehold_only: bool,
     },
+    /// Event storm (1,000 port creates on one network and over 100) and the
+    /// lease release of 1,000 deleted ports, on a real neutron-server.
+    Storm {
+        /// Only Leasehold, not the reference.
+        #[arg(long)]
+        leasehold_only: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -71,6 +80,24 @@ fn main() -> Result<()> {
     {
         let which: &[agents::Kind] = if leasehold_only { &both[..1] } else { &both };
         sync::run(&mut table, &venv, networks, which)?;
+    }
+    let storm_sizes = if cli.quick {
+        storm::Sizes {
+            ports: 200,
+            spread: 20,
+        }
+    } else {
+        storm::Sizes {
+            ports: 1000,
+            spread: 100,
+        }
+    };
+    if all {
+        storm::run(&mut table, &venv, storm_sizes, &both)?;
+    }
+    if let What::Storm { leasehold_only } = cli.what {
+        let which: &[agents::Kind] = if leasehold_only { &both[..1] } else { &both };
+        storm::run(&mut table, &venv, storm_sizes, which)?;
     }
     println!("{}", machine::describe());
     println!();

@@ -163,6 +163,10 @@ pub struct Figures {
     pub restart: f64,
     /// dnsmasq processes that were replaced across the restart.
     pub restarted: usize,
+    /// RabbitMQ connections dropped → a port created then is served, seconds.
+    pub reconnect: f64,
+    /// dnsmasq processes replaced across the reconnect.
+    pub reconnect_restarted: usize,
     /// RSS of the agent process, KiB.
     pub rss: u64,
     /// RSS with helper processes, KiB.
@@ -227,6 +231,12 @@ fn measure(kind: Kind, setup: &Setup<'_>, nets: &[Net], work: &Path) -> Result<F
             kind.name(),
             secs(restart)
         );
+        let (reconnect, reconnect_restarted) = reconnect(&agent, setup, nets, &after)?;
+        eprintln!(
+            "  {} RabbitMQ connections dropped: a new port served after {}, {reconnect_restarted} dnsmasq replaced",
+            kind.name(),
+            secs(reconnect)
+        );
         agent.stop();
 
         // A node reboot: processes, namespaces, ports on the bridge and the
@@ -248,6 +258,8 @@ fn measure(kind: Kind, setup: &Setup<'_>, nets: &[Net], work: &Path) -> Result<F
             reboot,
             restart,
             restarted,
+            reconnect,
+            reconnect_restarted,
             rss,
             rss_total,
             agent_cpu,
@@ -256,6 +268,48 @@ fn measure(kind: Kind, setup: &Setup<'_>, nets: &[Net], work: &Path) -> Result<F
     })();
     clean(&dir, &ids, &setup.bridge);
     result
+}
+
+/// Drops every connection of the vhost (the agent's and the server's: a
+/// broker restart as the clients see it; the shared broker itself is not
+/// restarted), then creates a port: seconds until it is in its network's
+/// hosts file, and how many dnsmasq were replaced meanwhile.
+fn reconnect(
+    agent: &Agent,
+    setup: &Setup<'_>,
+    nets: &[Net],
+    pids: &BTreeMap<String, i32>,
+) -> Result<(f64, usize)> {
+    let net = &nets[0].id;
+    let mac = "fa:16:3e:7e:7e:7e";
+    let start = Instant::now();
+    setup.server.vhost.close_connections();
+    let port = setup.server.post(
+        "/v2.0/ports",
+        json!({"port": {"network_id": net, "mac_address": mac, "device_owner": "compute:nova",
+            "device_id": "reconnect-probe"}}),
+    );
+    let hosts = agent.confs().join(net).join("host");
+    let served = leasehold_testkit::wait_for(Duration::from_secs(180), || {
+        std::fs::read_to_string(&hosts)
+            .ok()?
+            .contains(mac)
+            .then(|| start.elapsed().as_secs_f64())
+    });
+    let replaced = pids
+        .iter()
+        .filter(|(n, pid)| dnsmasq_pid(&agent.confs(), n) != Some(**pid))
+        .count();
+    if let Some(id) = port["port"]["id"].as_str() {
+        setup.server.delete(&format!("/v2.0/ports/{id}"));
+    }
+    match served {
+        Some(t) => Ok((t, replaced)),
+        None => bail!(
+            "{}: the port made after the connections dropped was not served in 180 s",
+            agent.kind.name()
+        ),
+    }
 }
 
 /// Deletes every DHCP port on the server (no agent runs meanwhile).
@@ -447,6 +501,23 @@ pub fn run(table: &mut Table, venv: &Path, n: usize, which: &[Kind]) -> Result<(
         ratio: None,
         goal: "0".into(),
         met: ours.map(|f| f.restarted == 0),
+    });
+    let q = ratio(ours.map(|f| f.reconnect), theirs.map(|f| f.reconnect));
+    table.push(Row {
+        what: format!("RabbitMQ connections of the vhost dropped (agent's and server's), {n} networks: a port created then is served after"),
+        ours: fmt(ours, |f| secs(f.reconnect)),
+        theirs: fmt(theirs, |f| secs(f.reconnect)),
+        ratio: q,
+        goal: "faster".into(),
+        met: q.map(|q| q >= 1.0),
+    });
+    table.push(Row {
+        what: format!("RabbitMQ connections dropped, {n} networks: dnsmasq restarted"),
+        ours: fmt(ours, |f| f.reconnect_restarted.to_string()),
+        theirs: fmt(theirs, |f| f.reconnect_restarted.to_string()),
+        ratio: None,
+        goal: "0".into(),
+        met: ours.map(|f| f.reconnect_restarted == 0),
     });
     let q = ratio(ours.map(|f| f.rss as f64), theirs.map(|f| f.rss as f64));
     table.push(Row {

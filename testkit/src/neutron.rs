@@ -287,6 +287,11 @@ impl NeutronServer {
             .unwrap_or_else(|| panic!("DELETE {path} failed\n{}", self.logs()));
     }
 
+    /// DELETE; whether it worked (for cleanups that must go on).
+    pub fn try_delete(&self, path: &str) -> bool {
+        self.curl("DELETE", path, None).is_some()
+    }
+
     /// Name of its MariaDB database.
     pub fn database(&self) -> &str {
         &self._db.name

@@ -1,0 +1,524 @@
+//! Event storm and lease release against a real neutron-server, the same for
+//! both agents:
+//!
+//! 1. 1,000 port creates on one network, then 1,000 spread over 100 networks
+//!    (10 each), sent by eight REST clients as fast as the server takes them.
+//!    Clocked from outside: when each `port_create_end` reached the agent's
+//!    queue (a queue of ours bound to the same routing key gets a copy) and
+//!    when the port appeared in its network's hosts file (inotify). Reloads
+//!    are counted as hosts-file rewrites (each is followed by a SIGHUP or,
+//!    on dnsmasq 2.90 for Leasehold, a controlled restart).
+//! 2. Lease release: dnsmasq of the 1,000-port network is started afresh
+//!    (the agent writes a lease for every IPv4 allocation first, as Neutron
+//!    does), then all 1,000 ports are deleted: time until dnsmasq's lease
+//!    file holds none of their addresses.
+//!
+//! The one network has two IPv4 subnets (198.51.100.0/24, 203.0.113.0/24:
+//! 500 ports, the most the test ranges hold) and 2001:db8::/64 with
+//! DHCPv6-stateful for the other 500; dnsmasq only gets IPv4 leases from the
+//! agent, so the release figure is about those 500.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use leasehold_testkit::neutron::NeutronServer;
+use serde_json::{json, Value};
+
+use crate::agents::{clean, Agent, Kind, Setup};
+use crate::observe::{EventClock, HostsWatch};
+use crate::sync::{delete_dhcp_ports, purge_agent_queues, register};
+use crate::table::{secs, Row, Table};
+use crate::util::percentile;
+
+/// REST clients sending at once.
+const CLIENTS: usize = 8;
+/// How big the storms are.
+#[derive(Clone, Copy)]
+pub struct Sizes {
+    /// Ports per storm (1,000; `--quick`: 200).
+    pub ports: usize,
+    /// Networks of the spread storm (100; `--quick`: 20).
+    pub spread: usize,
+}
+
+/// The networks of one agent's run.
+struct Nets {
+    /// The 1,000-port network and its subnets (v4 a, v4 b, v6).
+    one: String,
+    one_subnets: [String; 3],
+    /// The 100 networks of the spread storm.
+    spread: Vec<String>,
+}
+
+fn id_of(v: &Value, kind: &str) -> String {
+    v[kind]["id"].as_str().unwrap_or_default().to_string()
+}
+
+/// Runs `f(i)` for i in 0..n on `CLIENTS` threads.
+fn parallel(n: usize, f: impl Fn(usize) + Sync) {
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..CLIENTS {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return;
+                }
+                f(i);
+            });
+        }
+    });
+}
+
+fn make_networks(server: &NeutronServer, spread_count: usize) -> Nets {
+    let one = id_of(
+        &server.post("/v2.0/networks", json!({"network": {"name": "storm-one"}})),
+        "network",
+    );
+    let subnet = |body: Value| {
+        id_of(
+            &server.post("/v2.0/subnets", json!({ "subnet": body })),
+            "subnet",
+        )
+    };
+    let one_subnets = [
+        subnet(json!({"network_id": one, "cidr": "198.51.100.0/24", "ip_version": 4})),
+        subnet(json!({"network_id": one, "cidr": "203.0.113.0/24", "ip_version": 4})),
+        subnet(
+            json!({"network_id": one, "cidr": "2001:db8::/64", "ip_version": 6,
+            "ipv6_address_mode": "dhcpv6-stateful", "ipv6_ra_mode": "dhcpv6-stateful"}),
+        ),
+    ];
+    let spread = Mutex::new(Vec::new());
+    parallel(spread_count, |i| {
+        let net = id_of(
+            &server.post(
+                "/v2.0/networks",
+                json!({"network": {"name": format!("storm-{i}")}}),
+            ),
+            "network",
+        );
+        subnet(json!({"network_id": net, "cidr": "198.51.100.0/24", "ip_version": 4}));
+        if let Ok(mut v) = spread.lock() {
+            v.push(net);
+        }
+    });
+    Nets {
+        one,
+        one_subnets,
+        spread: spread.into_inner().unwrap_or_default(),
+    }
+}
+
+/// A MAC of our own per port, so the clock can match events without
+/// waiting for the server's reply.
+fn mac(storm: usize, i: usize) -> String {
+    format!(
+        "fa:16:3e:{:02x}:{:02x}:{:02x}",
+        0x70 + storm,
+        i >> 8,
+        i & 0xff
+    )
+}
+
+/// What one storm showed.
+struct StormFigures {
+    /// First request sent → last port in its hosts file.
+    total: f64,
+    /// Hosts-file rewrites per network: mean and most.
+    rewrites_mean: f64,
+    rewrites_max: usize,
+    /// Event reached the queue → port in the hosts file, seconds.
+    p50: f64,
+    p99: f64,
+    /// Ports with both timestamps.
+    samples: usize,
+    /// Creates per network.
+    events_per_network: usize,
+}
+
+/// Sends `PORTS` creates (`target(i)` gives network and fixed_ips) and
+/// clocks them.
+fn storm(
+    setup: &Setup<'_>,
+    agent: &Agent,
+    nets: &[String],
+    storm_no: usize,
+    ports: usize,
+    target: impl Fn(usize) -> (String, Value) + Sync,
+) -> Result<StormFigures> {
+    let clock = EventClock::start(&setup.server.vhost.url(), &setup.host)?;
+    let watch = HostsWatch::start(&agent.confs(), nets)?;
+    let start = Instant::now();
+    parallel(ports, |i| {
+        let (net, fixed_ips) = target(i);
+        let mut port = json!({"network_id": net, "mac_address": mac(storm_no, i),
+            "device_owner": "compute:nova", "device_id": format!("storm-{storm_no}-{i}")});
+        // No `fixed_ips` key: an address from each subnet ([] would mean none).
+        if !fixed_ips.is_null() {
+            port["fixed_ips"] = fixed_ips;
+        }
+        setup.server.post("/v2.0/ports", json!({ "port": port }));
+    });
+    let sent = start.elapsed().as_secs_f64();
+    let all = leasehold_testkit::wait_for(Duration::from_secs(300), || {
+        (watch.appeared() >= ports).then_some(())
+    });
+    let seen = watch.finish();
+    let events = clock.seen();
+    drop(clock);
+    if all.is_none() {
+        bail!(
+            "{}: only {} of {ports} ports reached the hosts files in 300 s (see {})",
+            agent.kind.name(),
+            seen.appeared.len(),
+            agent.dir.display()
+        );
+    }
+    let macs: Vec<String> = (0..ports).map(|i| mac(storm_no, i)).collect();
+    let last = macs
+        .iter()
+        .filter_map(|m| seen.appeared.get(m))
+        .max()
+        .copied()
+        .unwrap_or(start);
+    let lat: Vec<f64> = macs
+        .iter()
+        .filter_map(|m| {
+            let applied = seen.appeared.get(m)?;
+            let event = events.get(m)?;
+            Some(applied.saturating_duration_since(*event).as_secs_f64())
+        })
+        .collect();
+    let rewrites: Vec<usize> = nets
+        .iter()
+        .map(|n| seen.rewrites.get(n).copied().unwrap_or(0))
+        .collect();
+    eprintln!(
+        "  {}: {ports} creates sent in {}, all applied after {}",
+        agent.kind.name(),
+        secs(sent),
+        secs((last - start).as_secs_f64())
+    );
+    Ok(StormFigures {
+        total: (last - start).as_secs_f64(),
+        rewrites_mean: rewrites.iter().sum::<usize>() as f64 / nets.len().max(1) as f64,
+        rewrites_max: rewrites.iter().copied().max().unwrap_or(0),
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+        samples: lat.len(),
+        events_per_network: ports / nets.len().max(1),
+    })
+}
+
+/// IPv4 addresses in a dnsmasq lease file.
+fn leased_v4(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(2))
+        .filter(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
+        .map(str::to_string)
+        .collect()
+}
+
+/// What the release showed.
+struct ReleaseFigures {
+    /// IPv4 leases dnsmasq held before the deletes.
+    leases: usize,
+    /// First delete sent → no lease left.
+    total: f64,
+    /// Last delete answered → no lease left.
+    tail: f64,
+}
+
+/// Restarts the agent with the network's dnsmasq gone (so it starts with
+/// a lease for every IPv4 port), deletes every port of the network, and
+/// clocks until dnsmasq's lease file is empty of them.
+fn lease_release(
+    kind: Kind,
+    setup: &Setup<'_>,
+    mut agent: Agent,
+    nets: &Nets,
+    dir: &Path,
+) -> Result<ReleaseFigures> {
+    agent.stop();
+    let confs = agent.confs();
+    clean(dir, std::slice::from_ref(&nets.one), &setup.bridge);
+    let syncs = agent.syncs_completed();
+    let agent = Agent::start(kind, setup, dir)?;
+    let lease_file = confs.join(&nets.one).join("leases");
+    let ports = setup
+        .server
+        .get(&format!(
+            "/v2.0/ports?network_id={}&device_owner=compute:nova&fields=id&fields=fixed_ips",
+            nets.one
+        ))
+        .unwrap_or_default();
+    let ports: Vec<(String, Vec<String>)> = ports["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let ips = p["fixed_ips"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f["ip_address"].as_str().map(str::to_string))
+                .collect();
+            (p["id"].as_str().unwrap_or_default().to_string(), ips)
+        })
+        .collect();
+    let v4: Vec<String> = ports
+        .iter()
+        .flat_map(|(_, ips)| ips.iter().filter(|ip| !ip.contains(':')).cloned())
+        .collect();
+    let ready = leasehold_testkit::wait_for(Duration::from_secs(300), || {
+        let text = std::fs::read_to_string(&lease_file).ok()?;
+        let held = leased_v4(&text);
+        (agent.syncs_completed() > syncs && v4.iter().all(|ip| held.contains(ip)))
+            .then_some(held.len())
+    });
+    let Some(_) = ready else {
+        bail!(
+            "{}: dnsmasq did not start with every IPv4 lease",
+            kind.name()
+        );
+    };
+    // Let the sync's own work settle before the clock starts.
+    std::thread::sleep(Duration::from_secs(2));
+    let start = Instant::now();
+    parallel(ports.len(), |i| {
+        setup.server.delete(&format!("/v2.0/ports/{}", ports[i].0));
+    });
+    let deleted = Instant::now();
+    let free = leasehold_testkit::wait_for(Duration::from_secs(600), || {
+        let text = std::fs::read_to_string(&lease_file).ok()?;
+        let held = leased_v4(&text);
+        (!v4.iter().any(|ip| held.contains(ip))).then(Instant::now)
+    });
+    drop(agent);
+    let Some(free) = free else {
+        bail!("{}: leases still held 600 s after the deletes", kind.name());
+    };
+    Ok(ReleaseFigures {
+        leases: v4.len(),
+        total: (free - start).as_secs_f64(),
+        tail: free.saturating_duration_since(deleted).as_secs_f64(),
+    })
+}
+
+/// One agent's figures.
+struct Figures {
+    one: StormFigures,
+    spread: StormFigures,
+    release: ReleaseFigures,
+}
+
+/// Deletes the networks and every port on them (no timing).
+fn delete_networks(server: &NeutronServer, nets: &[String]) {
+    let mut ports = Vec::new();
+    for n in nets {
+        let list = server
+            .get(&format!("/v2.0/ports?network_id={n}&fields=id"))
+            .unwrap_or_default();
+        ports.extend(
+            list["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["id"].as_str().map(str::to_string)),
+        );
+    }
+    parallel(ports.len(), |i| {
+        server.try_delete(&format!("/v2.0/ports/{}", ports[i]));
+    });
+    parallel(nets.len(), |i| {
+        if !server.try_delete(&format!("/v2.0/networks/{}", nets[i])) {
+            eprintln!("  cleanup: network {} could not be deleted", nets[i]);
+        }
+    });
+}
+
+fn measure(
+    kind: Kind,
+    setup: &Setup<'_>,
+    work: &Path,
+    sizes: Sizes,
+    last: bool,
+) -> Result<Figures> {
+    let dir = work.join(match kind {
+        Kind::Leasehold => "leasehold",
+        Kind::Reference => "reference",
+    });
+    eprintln!(
+        "storm: {}: making {} networks",
+        kind.name(),
+        sizes.spread + 1
+    );
+    let nets = make_networks(setup.server, sizes.spread);
+    let mut all: Vec<String> = nets.spread.clone();
+    all.push(nets.one.clone());
+    delete_dhcp_ports(setup.server)?;
+    purge_agent_queues(setup);
+    let result = (|| {
+        let agent = Agent::start(kind, setup, &dir)?;
+        let up = leasehold_testkit::wait_for(Duration::from_secs(600), || {
+            (agent.syncs_completed() >= 1
+                && all
+                    .iter()
+                    .all(|n| agent.confs().join(n).join("host").exists()))
+            .then_some(())
+        });
+        if up.is_none() {
+            bail!("{} did not serve the {} networks", kind.name(), all.len());
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        let [a, b, v6] = &nets.one_subnets;
+        let one = storm(
+            setup,
+            &agent,
+            std::slice::from_ref(&nets.one),
+            0,
+            sizes.ports,
+            |i| {
+                let subnet = match i % 4 {
+                    0 => a,
+                    1 => b,
+                    _ => v6,
+                };
+                (nets.one.clone(), json!([{ "subnet_id": subnet }]))
+            },
+        )?;
+        let spread = storm(setup, &agent, &nets.spread, 1, sizes.ports, |i| {
+            (nets.spread[i % nets.spread.len()].clone(), Value::Null)
+        })?;
+        let release = lease_release(kind, setup, agent, &nets, &dir)?;
+        eprintln!(
+            "  {}: {} IPv4 leases released {} after the first delete, {} after the last",
+            kind.name(),
+            release.leases,
+            secs(release.total),
+            secs(release.tail)
+        );
+        Ok(Figures {
+            one,
+            spread,
+            release,
+        })
+    })();
+    if let Err(e) = &result {
+        eprintln!("  {} failed: {e:#}", kind.name());
+    }
+    clean(&dir, &all, &setup.bridge);
+    // The next agent starts from an empty server; after the last one the
+    // whole server goes.
+    if !last {
+        eprintln!("storm: {}: deleting the networks", kind.name());
+        delete_networks(setup.server, &all);
+    }
+    result
+}
+
+/// The storm and release rows.
+pub fn run(table: &mut Table, venv: &Path, sizes: Sizes, which: &[Kind]) -> Result<()> {
+    let ovs = leasehold_testkit::ovs::ovs();
+    let bridge = format!("lhs{}", std::process::id() % 100_000);
+    leasehold_testkit::ovs::netdev_bridge(&bridge);
+    let host = format!("lh-storm-{}", std::process::id());
+    std::env::set_var("LEASEHOLD_NEUTRON_VENV", venv);
+    eprintln!("storm: starting neutron-server");
+    let server = NeutronServer::start(&host);
+    let setup = Setup {
+        server: &server,
+        host,
+        bridge: bridge.clone(),
+        ovsdb: ovs.db(),
+        venv: venv.to_path_buf(),
+    };
+    let work = tempfile::Builder::new()
+        .prefix("leasehold-bench-storm")
+        .tempdir()?;
+    register(&setup, work.path())?;
+    let mut figs: BTreeMap<&str, Figures> = BTreeMap::new();
+    for (i, &kind) in which.iter().enumerate() {
+        if let Ok(f) = measure(kind, &setup, work.path(), sizes, i + 1 == which.len()) {
+            figs.insert(kind.name(), f);
+        }
+    }
+    leasehold_testkit::ovs::del_bridge(&bridge);
+    let ours = figs.get(Kind::Leasehold.name());
+    let theirs = figs.get(Kind::Reference.name());
+    let fmt = |f: Option<&Figures>, g: &dyn Fn(&Figures) -> String| {
+        f.map(g).unwrap_or_else(|| "failed".into())
+    };
+    let ratio = |g: &dyn Fn(&Figures) -> f64| match (ours.map(g), theirs.map(g)) {
+        (Some(a), Some(b)) if a > 0.0 => Some(b / a),
+        _ => None,
+    };
+    type Pick = fn(&Figures) -> &StormFigures;
+    let on_one = format!("{} port creates on one network", sizes.ports);
+    let spread = format!(
+        "{} port creates over {} networks",
+        sizes.ports, sizes.spread
+    );
+    let storms: [(&str, Pick); 2] = [(&on_one, |f| &f.one), (&spread, |f| &f.spread)];
+    for (what, pick) in storms {
+        let q = ratio(&|f| pick(f).total);
+        table.push(Row {
+            what: format!("event storm, {what}: first create sent → all in the hosts files ({CLIENTS} REST clients)"),
+            ours: fmt(ours, &|f| secs(pick(f).total)),
+            theirs: fmt(theirs, &|f| secs(pick(f).total)),
+            ratio: q,
+            goal: "faster".into(),
+            met: q.map(|q| q >= 1.0),
+        });
+        let q = ratio(&|f| pick(f).rewrites_mean);
+        table.push(Row {
+            what: format!(
+                "event storm, {what}: reloads (hosts-file rewrites) per network, mean / most"
+            ),
+            ours: fmt(ours, &|f| {
+                format!("{:.1} / {}", pick(f).rewrites_mean, pick(f).rewrites_max)
+            }),
+            theirs: fmt(theirs, &|f| {
+                format!("{:.1} / {}", pick(f).rewrites_mean, pick(f).rewrites_max)
+            }),
+            ratio: q,
+            goal: "bounded by coalescing, not one per event".into(),
+            // At most one reload per two events on the busiest network.
+            met: ours.map(|f| pick(f).rewrites_max * 2 <= pick(f).events_per_network),
+        });
+        let q = ratio(&|f| pick(f).p99);
+        table.push(Row {
+            what: format!("event storm, {what}: event reached the agent's queue → port in the hosts file, p50 / p99"),
+            ours: fmt(ours, &|f| format!("{} / {} (n={})", secs(pick(f).p50), secs(pick(f).p99), pick(f).samples)),
+            theirs: fmt(theirs, &|f| format!("{} / {} (n={})", secs(pick(f).p50), secs(pick(f).p99), pick(f).samples)),
+            ratio: q,
+            goal: "p99 < 50 ms".into(),
+            met: ours.map(|f| pick(f).p99 < 0.05),
+        });
+    }
+    let q = ratio(&|f| f.release.total);
+    table.push(Row {
+        what: format!("lease release, {} ports deleted from one network: first delete sent → dnsmasq holds none of their IPv4 leases", sizes.ports),
+        ours: fmt(ours, &|f| format!("{} ({} leases)", secs(f.release.total), f.release.leases)),
+        theirs: fmt(theirs, &|f| format!("{} ({} leases)", secs(f.release.total), f.release.leases)),
+        ratio: q,
+        goal: "faster".into(),
+        met: q.map(|q| q >= 1.0),
+    });
+    let q = ratio(&|f| f.release.tail);
+    table.push(Row {
+        what: "lease release: last delete answered → all leases free".into(),
+        ours: fmt(ours, &|f| secs(f.release.tail)),
+        theirs: fmt(theirs, &|f| secs(f.release.tail)),
+        ratio: q,
+        goal: "-".into(),
+        met: None,
+    });
+    drop(server);
+    Ok(())
+}

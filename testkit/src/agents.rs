@@ -213,6 +213,18 @@ impl Agent {
     pub fn stop(&mut self) -> bool {
         let mut clean = false;
         if let Some(mut child) = self.child.take() {
+            // The reference runs its work in a forked worker whose command
+            // line no longer names the config; after a SIGKILL of the master
+            // it would go on (consuming the agent's queues) until its own
+            // graceful shutdown ends. Leasehold's children are dnsmasq.
+            let helpers: Vec<(i32, u64)> = match self.kind {
+                Kind::Reference => descendants(child.id() as i32)
+                    .into_iter()
+                    .filter(|p| comm(*p).as_deref() != Some("dnsmasq"))
+                    .filter_map(|p| Some((p, start_time(p)?)))
+                    .collect(),
+                Kind::Leasehold => Vec::new(),
+            };
             let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
             let deadline = Instant::now() + Duration::from_secs(15);
             while Instant::now() < deadline {
@@ -224,6 +236,11 @@ impl Agent {
             }
             let _ = child.kill();
             let _ = child.wait();
+            for (pid, started) in helpers {
+                if start_time(pid) == Some(started) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
             // The reference's privsep daemons outlive it for a moment; they
             // were started with our config file, which names them. Only
             // after a stop of our own: an agent already stopped must not hit
@@ -240,6 +257,53 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// `/proc/<pid>/stat` fields after the command name.
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// The start time of a live process (clock ticks since boot), to tell it
+/// from a later one with the same pid.
+fn start_time(pid: i32) -> Option<u64> {
+    let f = stat_fields(pid)?;
+    if matches!(f.first().map(String::as_str), Some("Z") | Some("X")) {
+        return None;
+    }
+    f.get(19)?.parse().ok()
+}
+
+/// The command name of a process.
+fn comm(pid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|c| c.trim().to_string())
+}
+
+/// Every process below `pid` (children, their children, …).
+fn descendants(pid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parents: Vec<(i32, i32)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|p| Some((p, stat_fields(p)?.get(1)?.parse().ok()?)))
+        .collect();
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for &(p, pp) in &parents {
+            if pp == parent && !out.contains(&p) {
+                out.push(p);
+                frontier.push(p);
+            }
+        }
+    }
+    out
 }
 
 fn count_syncs(log: &str) -> usize {

@@ -6,6 +6,7 @@ mod agents;
 mod machine;
 mod observe;
 mod render;
+mod stage;
 mod storm;
 mod sync;
 mod table;

@@ -208,8 +208,13 @@ impl HostsWatch {
                         continue;
                     }
                     if let Some(d) = dirs.get(&ev.wd) {
-                        if let Ok(mut s) = seen2.lock() {
-                            *s.rewrites.entry(d.0.clone()).or_default() += 1;
+                        // One rewrite is one rename onto `host` (both agents
+                        // write a temporary file and rename it; a writer that
+                        // closes after the rename also shows a close event).
+                        if ev.mask.contains(AddWatchFlags::IN_MOVED_TO) {
+                            if let Ok(mut s) = seen2.lock() {
+                                *s.rewrites.entry(d.0.clone()).or_default() += 1;
+                            }
                         }
                         changed.push(d);
                     }

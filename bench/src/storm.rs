@@ -30,7 +30,8 @@ use serde_json::{json, Value};
 
 use crate::agents::{clean, Agent, Kind, Setup};
 use crate::observe::{EventClock, HostsWatch};
-use crate::sync::{delete_dhcp_ports, purge_agent_queues, register};
+use crate::stage::Stage;
+use crate::sync::{delete_dhcp_ports, purge_agent_queues};
 use crate::table::{secs, Row, Table};
 use crate::util::percentile;
 
@@ -157,7 +158,8 @@ fn storm(
     parallel(ports, |i| {
         let (net, fixed_ips) = target(i);
         let mut port = json!({"network_id": net, "mac_address": mac(storm_no, i),
-            "device_owner": "compute:nova", "device_id": format!("storm-{storm_no}-{i}")});
+            "device_owner": "compute:nova", "binding:host_id": setup.host,
+            "device_id": format!("storm-{storm_no}-{i}")});
         // No `fixed_ips` key: an address from each subnet ([] would mean none).
         if !fixed_ips.is_null() {
             port["fixed_ips"] = fixed_ips;
@@ -424,31 +426,14 @@ fn measure(
 
 /// The storm and release rows.
 pub fn run(table: &mut Table, venv: &Path, sizes: Sizes, which: &[Kind]) -> Result<()> {
-    let ovs = leasehold_testkit::ovs::ovs();
-    let bridge = format!("lhs{}", std::process::id() % 100_000);
-    leasehold_testkit::ovs::netdev_bridge(&bridge);
-    let host = format!("lh-storm-{}", std::process::id());
-    std::env::set_var("LEASEHOLD_NEUTRON_VENV", venv);
-    eprintln!("storm: starting neutron-server");
-    let server = NeutronServer::start(&host);
-    let setup = Setup {
-        server: &server,
-        host,
-        bridge: bridge.clone(),
-        ovsdb: ovs.db(),
-        venv: venv.to_path_buf(),
-    };
-    let work = tempfile::Builder::new()
-        .prefix("leasehold-bench-storm")
-        .tempdir()?;
-    register(&setup, work.path())?;
+    let stage = Stage::start("storm", venv)?;
+    let setup = stage.setup();
     let mut figs: BTreeMap<&str, Figures> = BTreeMap::new();
     for (i, &kind) in which.iter().enumerate() {
-        if let Ok(f) = measure(kind, &setup, work.path(), sizes, i + 1 == which.len()) {
+        if let Ok(f) = measure(kind, &setup, stage.work.path(), sizes, i + 1 == which.len()) {
             figs.insert(kind.name(), f);
         }
     }
-    leasehold_testkit::ovs::del_bridge(&bridge);
     let ours = figs.get(Kind::Leasehold.name());
     let theirs = figs.get(Kind::Reference.name());
     let fmt = |f: Option<&Figures>, g: &dyn Fn(&Figures) -> String| {
@@ -519,6 +504,5 @@ pub fn run(table: &mut Table, venv: &Path, sizes: Sizes, which: &[Kind]) -> Resu
         goal: "-".into(),
         met: None,
     });
-    drop(server);
     Ok(())
 }

@@ -21,6 +21,7 @@ use serde_json::json;
 use crate::agents::{
     alive, clean, cpu_seconds, cpu_seconds_in, pids_with_cmdline, rss_kib, Agent, Kind, Setup,
 };
+use crate::stage::Stage;
 use crate::table::{secs, Row, Table};
 
 /// Ports made per network (besides the DHCP port).
@@ -35,7 +36,9 @@ pub struct Net {
 }
 
 /// Makes `n` networks, four REST clients at a time.
-pub fn create_networks(server: &NeutronServer, n: usize) -> Vec<Net> {
+/// Ports are bound to `host`, as a VM's port is (an unbound port reported
+/// ready costs the server seconds of retries).
+pub fn create_networks(server: &NeutronServer, host: &str, n: usize) -> Vec<Net> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let out = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -63,7 +66,8 @@ pub fn create_networks(server: &NeutronServer, n: usize) -> Vec<Net> {
                     let port = server.post(
                         "/v2.0/ports",
                         json!({"port": {"network_id": id, "name": format!("vm-{i}-{p}"),
-                            "device_owner": "compute:nova", "device_id": format!("vm-{i}-{p}")}}),
+                            "device_owner": "compute:nova", "binding:host_id": host,
+                            "device_id": format!("vm-{i}-{p}")}}),
                     );
                     macs.push(
                         port["port"]["mac_address"]
@@ -287,6 +291,7 @@ fn reconnect(
     let port = setup.server.post(
         "/v2.0/ports",
         json!({"port": {"network_id": net, "mac_address": mac, "device_owner": "compute:nova",
+            "binding:host_id": setup.host,
             "device_id": "reconnect-probe"}}),
     );
     let hosts = agent.confs().join(net).join("host");
@@ -321,31 +326,6 @@ pub fn delete_dhcp_ports(server: &NeutronServer) -> Result<()> {
         if let Some(id) = p["id"].as_str() {
             server.delete(&format!("/v2.0/ports/{id}"));
         }
-    }
-    Ok(())
-}
-
-/// Registers a DHCP agent for the host (the server schedules a network only
-/// to a live one) by running Leasehold until the server lists it alive.
-pub fn register(setup: &Setup<'_>, work: &Path) -> Result<()> {
-    let dir = work.join("register");
-    let mut agent = Agent::start(Kind::Leasehold, setup, &dir)?;
-    let alive = leasehold_testkit::wait_for(Duration::from_secs(60), || {
-        let agents = setup.server.get("/v2.0/agents")?;
-        agents["agents"]
-            .as_array()?
-            .iter()
-            .any(|a| {
-                a["agent_type"] == "DHCP agent"
-                    && a["host"] == setup.host.as_str()
-                    && a["alive"] == true
-            })
-            .then_some(())
-    });
-    agent.stop();
-    clean(&dir, &[], &setup.bridge);
-    if alive.is_none() {
-        bail!("the DHCP agent did not register; see {}", dir.display());
     }
     Ok(())
 }
@@ -390,43 +370,27 @@ fn floor(n: usize, bridge: &str) -> Result<f64> {
 
 /// Everything for one size: adds sync, restart and memory rows.
 pub fn run(table: &mut Table, venv: &Path, n: usize, which: &[Kind]) -> Result<()> {
-    let ovs = leasehold_testkit::ovs::ovs();
-    let bridge = format!("lhb{}", std::process::id() % 100_000);
-    leasehold_testkit::ovs::netdev_bridge(&bridge);
-    let host = format!("lh-bench-{}", std::process::id());
-    std::env::set_var("LEASEHOLD_NEUTRON_VENV", venv);
-    eprintln!("sync {n}: starting neutron-server");
-    let server = NeutronServer::start(&host);
-    let setup = Setup {
-        server: &server,
-        host,
-        bridge: bridge.clone(),
-        ovsdb: ovs.db(),
-        venv: venv.to_path_buf(),
-    };
-    let work = tempfile::Builder::new()
-        .prefix("leasehold-bench-sync")
-        .tempdir()?;
-    register(&setup, work.path())?;
+    let stage = Stage::start("sync", venv)?;
+    let setup = stage.setup();
+    let (server, bridge) = (&stage.server, &stage.bridge);
     let t = Instant::now();
-    let nets = create_networks(&server, n);
+    let nets = create_networks(server, &setup.host, n);
     eprintln!(
         "sync {n}: {} networks with {PORTS_PER_NETWORK} ports each made in {}",
         nets.len(),
         secs(t.elapsed().as_secs_f64())
     );
-    let floor_t = floor(n, &bridge)?;
+    let floor_t = floor(n, bridge)?;
     eprintln!("  floor: {}", secs(floor_t));
     let mut figs: BTreeMap<&str, Figures> = BTreeMap::new();
     for &kind in which {
-        match measure(kind, &setup, &nets, work.path()) {
+        match measure(kind, &setup, &nets, stage.work.path()) {
             Ok(f) => {
                 figs.insert(kind.name(), f);
             }
             Err(e) => eprintln!("  {} failed: {e:#}", kind.name()),
         }
     }
-    leasehold_testkit::ovs::del_bridge(&bridge);
     let ours = figs.get(Kind::Leasehold.name());
     let theirs = figs.get(Kind::Reference.name());
     let fmt = |f: Option<&Figures>, g: fn(&Figures) -> String| {
@@ -544,6 +508,5 @@ pub fn run(table: &mut Table, venv: &Path, n: usize, which: &[Kind]) -> Result<(
         goal: "≤ 1/5 (≥ 5×)".into(),
         met: q.map(|q| q >= 5.0),
     });
-    drop(server);
     Ok(())
 }

@@ -28,7 +28,7 @@ use anyhow::{bail, Result};
 use leasehold_testkit::neutron::NeutronServer;
 use serde_json::{json, Value};
 
-use crate::agents::{clean, Agent, Kind, Setup};
+use crate::agents::{alive, clean, Agent, Kind, Setup};
 use crate::observe::{EventClock, HostsWatch};
 use crate::stage::Stage;
 use crate::sync::{delete_dhcp_ports, purge_agent_queues};
@@ -248,8 +248,20 @@ fn lease_release(
 ) -> Result<ReleaseFigures> {
     agent.stop();
     let confs = agent.confs();
-    clean(dir, std::slice::from_ref(&nets.one), &setup.bridge);
-    let syncs = agent.syncs_completed();
+    // Only this network's dnsmasq goes (the agent leaves them running when
+    // it stops); everything else stays as it was.
+    let pid_file = confs.join(&nets.one).join("pid");
+    if let Some(pid) = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+        .filter(|&pid| alive(pid))
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        leasehold_testkit::wait_for(Duration::from_secs(10), || (!alive(pid)).then_some(()));
+    }
     let agent = Agent::start(kind, setup, dir)?;
     let lease_file = confs.join(&nets.one).join("leases");
     let ports = setup
@@ -280,7 +292,7 @@ fn lease_release(
     let ready = leasehold_testkit::wait_for(Duration::from_secs(300), || {
         let text = std::fs::read_to_string(&lease_file).ok()?;
         let held = leased_v4(&text);
-        (agent.syncs_completed() > syncs && v4.iter().all(|ip| held.contains(ip)))
+        (agent.own_syncs_completed() >= 1 && v4.iter().all(|ip| held.contains(ip)))
             .then_some(held.len())
     });
     let Some(_) = ready else {
@@ -368,7 +380,7 @@ fn measure(
     let result = (|| {
         let agent = Agent::start(kind, setup, &dir)?;
         let up = leasehold_testkit::wait_for(Duration::from_secs(600), || {
-            (agent.syncs_completed() >= 1
+            (agent.own_syncs_completed() >= 1
                 && all
                     .iter()
                     .all(|n| agent.confs().join(n).join("host").exists()))

@@ -110,7 +110,7 @@ fn converged(agent: &Agent, nets: &[Net]) -> Option<BTreeMap<String, i32>> {
     Some(pids)
 }
 
-/// Waits for convergence and `syncs` completed syncs; time from `start`.
+/// Waits for convergence and `syncs` full syncs completed by this agent; time from `start`.
 fn wait_converged(
     agent: &Agent,
     nets: &[Net],
@@ -119,7 +119,7 @@ fn wait_converged(
     timeout: Duration,
 ) -> Result<(f64, BTreeMap<String, i32>)> {
     loop {
-        if agent.syncs_completed() >= syncs {
+        if agent.own_syncs_completed() >= syncs {
             if let Some(pids) = converged(agent, nets) {
                 return Ok((start.elapsed().as_secs_f64(), pids));
             }
@@ -222,10 +222,9 @@ fn measure(kind: Kind, setup: &Setup<'_>, nets: &[Net], work: &Path) -> Result<F
         let (rss, rss_total) = agent_rss(&agent);
         agent.stop();
 
-        let syncs = agent.syncs_completed();
         let start = Instant::now();
         let mut agent = Agent::start(kind, setup, &dir)?;
-        let (restart, after) = wait_converged(&agent, nets, syncs + 1, start, timeout)?;
+        let (restart, after) = wait_converged(&agent, nets, 1, start, timeout)?;
         let restarted = before
             .iter()
             .filter(|(net, pid)| after.get(*net) != Some(pid))

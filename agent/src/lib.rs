@@ -11,6 +11,7 @@ pub mod drivers;
 pub mod embedded;
 pub mod local;
 pub mod logging;
+pub mod memory;
 pub mod metadata_proxy;
 pub mod metrics;
 pub mod notification;

@@ -72,6 +72,8 @@ fn main() -> ExitCode {
 fn run_agent(loaded: setup::Loaded, log_control: logging::LogControl) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Blocking threads of a sync's burst go soon after it, with their stacks.
+        .thread_keep_alive(std::time::Duration::from_secs(2))
         .build()?;
     runtime.block_on(leasehold_agent::run::run(
         loaded,

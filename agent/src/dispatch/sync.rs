@@ -126,6 +126,9 @@ impl Dispatcher {
             seconds = elapsed.as_secs_f64(),
             "synchronizing state complete"
         );
+        if only.is_none() {
+            crate::memory::release_free_memory();
+        }
         Ok(())
     }
 }

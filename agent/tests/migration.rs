@@ -38,7 +38,9 @@ use std::time::{Duration, Instant};
 use leasehold_testkit::agents::{self, Agent, Kind, Setup};
 use leasehold_testkit::neutron::{neutron_venv, NeutronServer};
 use leasehold_testkit::ovs::{self, vsctl};
-use leasehold_testkit::{parse_events, privileged, sh, unique_name, Client, Lease};
+use leasehold_testkit::{
+    dhclient6_once, parse_events, poll_every, privileged, sh, unique_name, Client, Lease,
+};
 use serde_json::{json, Value};
 
 /// One network of the test: its id, the VLAN the test gives its DHCP port,
@@ -74,20 +76,6 @@ fn id(v: &Value, kind: &str) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no {kind} id in {v}"))
         .to_string()
-}
-
-/// Polls `f` every `every` until it returns `Some` or `timeout` passes.
-fn poll<T>(timeout: Duration, every: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(every);
-    }
 }
 
 /// The DHCP agent record of `host` (exactly one must exist).
@@ -467,7 +455,7 @@ impl Renewer {
 
     /// The next event not seen yet, waiting up to `timeout`.
     fn next_event(&mut self, timeout: Duration) -> Option<Lease> {
-        let ev = poll(timeout, Duration::from_millis(10), || {
+        let ev = poll_every(timeout, Duration::from_millis(10), || {
             self.events().get(self.seen).cloned()
         })?;
         self.seen += 1;
@@ -571,57 +559,10 @@ fn v4_lease(client: &Client, mac: &str) -> Option<Lease> {
 }
 
 /// `dhclient -6` in the client's namespace: the lease file it wrote
-/// (dhclient is stopped again once it has its lease).
+/// (dhclient is stopped again once it has its lease; empty without one).
 fn v6_lease(client: &Client) -> String {
-    // Wait for the link-local address (DAD is off in the client namespace).
-    let ready = poll(Duration::from_secs(10), Duration::from_millis(50), || {
-        let out = client.exec(&[
-            "ip",
-            "-6",
-            "addr",
-            "show",
-            "dev",
-            &client.dev,
-            "scope",
-            "link",
-        ]);
-        (out.contains("fe80::") && !out.contains("tentative")).then_some(())
-    });
-    assert!(ready.is_some(), "client has no link-local address");
     let dir = tempfile::tempdir().expect("tempdir");
-    let lease_file = dir.path().join("dhclient6.leases");
-    let pid_file = dir.path().join("dhclient6.pid");
-    // Bound, dhclient forks into the background and writes its pid file;
-    // without a lease, timeout ends it.
-    let _ = Command::new("timeout")
-        .args([
-            "30",
-            "ip",
-            "netns",
-            "exec",
-            &client.ns,
-            "dhclient",
-            "-6",
-            "-1",
-            "-sf",
-            "/bin/true",
-        ])
-        .arg("-lf")
-        .arg(&lease_file)
-        .arg("-pf")
-        .arg(&pid_file)
-        .arg(&client.dev)
-        .status();
-    if let Some(pid) = std::fs::read_to_string(&pid_file)
-        .ok()
-        .and_then(|t| t.trim().parse::<i32>().ok())
-    {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    std::fs::read_to_string(&lease_file).unwrap_or_default()
+    dhclient6_once(&client.ns, &client.dev, dir.path(), 30).unwrap_or_default()
 }
 
 /// Gives each network's DHCP port its VLAN, as the OVS agent would.
@@ -728,7 +669,7 @@ fn migration_to_leasehold_and_back_is_a_non_event() {
             server.logs()
         )
     };
-    let record = poll(Duration::from_secs(60), Duration::from_millis(500), || {
+    let record = poll_every(Duration::from_secs(60), Duration::from_millis(500), || {
         dhcp_agent(&server, &host).filter(|a| a["alive"] == true)
     })
     .unwrap_or_else(|| panic!("{}", context("no live DHCP agent record", &reference)));
@@ -799,7 +740,7 @@ fn migration_to_leasehold_and_back_is_a_non_event() {
     }
     let net_ids: BTreeSet<String> = nets.iter().map(|n| n.id.clone()).collect();
 
-    let up = poll(Duration::from_secs(120), Duration::from_millis(250), || {
+    let up = poll_every(Duration::from_secs(120), Duration::from_millis(250), || {
         (reference.own_syncs_completed() >= 1 && converged(&dir, &nets)).then_some(())
     });
     assert!(
@@ -846,7 +787,7 @@ fn migration_to_leasehold_and_back_is_a_non_event() {
     }
     // Let the reference finish whatever follows its sync (ready ports,
     // port status updates and the reloads they cause): files stable for 5 s.
-    let quiet = poll(Duration::from_secs(60), Duration::from_millis(100), || {
+    let quiet = poll_every(Duration::from_secs(60), Duration::from_millis(100), || {
         let a = files_of(&dir, &nets);
         std::thread::sleep(Duration::from_secs(5));
         (files_of(&dir, &nets) == a).then_some(())
@@ -967,7 +908,7 @@ fn migration_to_leasehold_and_back_is_a_non_event() {
         set_phase("Leasehold starting");
         let t_leasehold = Instant::now();
         let leasehold = Agent::start(Kind::Leasehold, &setup, &dir).unwrap();
-        let synced = poll(Duration::from_secs(60), Duration::from_millis(50), || {
+        let synced = poll_every(Duration::from_secs(60), Duration::from_millis(50), || {
             (leasehold.own_syncs_completed() >= 1).then(|| t_leasehold.elapsed())
         })
         .unwrap_or_else(|| {
@@ -978,7 +919,7 @@ fn migration_to_leasehold_and_back_is_a_non_event() {
         });
         set_phase("Leasehold synced");
         // The same record, reported by Leasehold now: its start flag moves started_at.
-        let after_record = poll(Duration::from_secs(30), Duration::from_millis(500), || {
+        let after_record = poll_every(Duration::from_secs(30), Duration::from_millis(500), || {
             dhcp_agent(&server, &host)
                 .filter(|a| a["alive"] == true && a["started_at"] != pre["started_at"])
         })
@@ -1123,7 +1064,7 @@ fn migration_to_leasehold_and_back_is_a_non_event() {
         .as_str()
         .unwrap()
         .to_string();
-    let in_hosts = poll(Duration::from_secs(20), Duration::from_millis(50), || {
+    let in_hosts = poll_every(Duration::from_secs(20), Duration::from_millis(50), || {
         read(&dir, &c.id, "host").contains(&new_mac).then_some(())
     });
     assert!(
@@ -1153,7 +1094,7 @@ fn migration_to_leasehold_and_back_is_a_non_event() {
         json!({"subnet": {"dns_nameservers": ["198.51.100.53", "198.51.100.54"],
             "host_routes": [{"destination": "203.0.113.0/24", "nexthop": "198.51.100.254"}]}}),
     );
-    let opts = poll(Duration::from_secs(20), Duration::from_millis(50), || {
+    let opts = poll_every(Duration::from_secs(20), Duration::from_millis(50), || {
         let o = read(&dir, &a.id, "opts");
         (o.contains("198.51.100.53,198.51.100.54") && o.contains("203.0.113.0/24,198.51.100.254"))
             .then_some(o)
@@ -1166,7 +1107,7 @@ fn migration_to_leasehold_and_back_is_a_non_event() {
         )
     });
     // The renewing client sees it on its next renewal, from the same dnsmasq.
-    let r = poll(Duration::from_secs(15), Duration::from_millis(500), || {
+    let r = poll_every(Duration::from_secs(15), Duration::from_millis(500), || {
         let r = renewer.renew("after the subnet change", Duration::from_secs(5));
         r.event
             .filter(|e| e.event == "renew" && e.get("dns").contains("198.51.100.54"))
@@ -1214,7 +1155,7 @@ fn migration_to_leasehold_and_back_is_a_non_event() {
         );
     }
     let reference = Agent::start(Kind::Reference, &setup, &dir).unwrap();
-    let back = poll(Duration::from_secs(120), Duration::from_millis(250), || {
+    let back = poll_every(Duration::from_secs(120), Duration::from_millis(250), || {
         (reference.own_syncs_completed() >= 1 && converged(&dir, &nets)).then_some(())
     });
     assert!(
@@ -1225,7 +1166,7 @@ fn migration_to_leasehold_and_back_is_a_non_event() {
             &reference
         )
     );
-    let back_record = poll(Duration::from_secs(30), Duration::from_millis(500), || {
+    let back_record = poll_every(Duration::from_secs(30), Duration::from_millis(500), || {
         dhcp_agent(&server, &host)
             .filter(|a| a["alive"] == true && a["started_at"] != after_record["started_at"])
     })
@@ -1294,7 +1235,7 @@ fn migration_to_leasehold_and_back_is_a_non_event() {
             "fixed_ips": [{"subnet_id": b.subnets[0], "ip_address": "203.0.113.30"}]}}),
     );
     let mac = port["port"]["mac_address"].as_str().unwrap().to_string();
-    let in_hosts = poll(Duration::from_secs(120), Duration::from_millis(100), || {
+    let in_hosts = poll_every(Duration::from_secs(120), Duration::from_millis(100), || {
         read(&dir, &b.id, "host").contains(&mac).then_some(())
     });
     assert!(

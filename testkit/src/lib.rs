@@ -11,7 +11,7 @@ pub mod ovs;
 pub mod rabbit;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -93,7 +93,16 @@ pub fn isolate_l2(dev: &str) {
 }
 
 /// Polls `f` every 50 ms until it returns `Some` or `timeout` passes.
-pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn wait_for<T>(timeout: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    poll_every(timeout, Duration::from_millis(50), f)
+}
+
+/// Polls `f` every `every` until it returns `Some` or `timeout` passes.
+pub fn poll_every<T>(
+    timeout: Duration,
+    every: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -102,7 +111,7 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
         if Instant::now() >= deadline {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(every);
     }
 }
 
@@ -326,6 +335,53 @@ impl Drop for Client {
         sh_quiet(&["ip", "netns", "pids", &self.ns]);
         sh_quiet(&["ip", "netns", "del", &self.ns]);
     }
+}
+
+/// `dhclient -6 -1` on `dev` in namespace `ns`, once its link-local address
+/// is usable (DAD is expected off): the lease file it wrote, or `None` when
+/// it got no lease within `timeout_s`. dhclient is stopped again. Its files
+/// go to `dir`.
+pub fn dhclient6_once(ns: &str, dev: &str, dir: &Path, timeout_s: u32) -> Option<String> {
+    wait_for(Duration::from_secs(10), || {
+        let out = sh(&[
+            "ip", "netns", "exec", ns, "ip", "-6", "addr", "show", "dev", dev, "scope", "link",
+        ]);
+        (out.contains("fe80::") && !out.contains("tentative")).then_some(())
+    })?;
+    let lease_file = dir.join("dhclient6.leases");
+    let pid_file = dir.join("dhclient6.pid");
+    // Bound, dhclient forks into the background and writes its pid file;
+    // without a lease, timeout ends it.
+    let bound = Command::new("timeout")
+        .arg(timeout_s.to_string())
+        .args([
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "dhclient",
+            "-6",
+            "-1",
+            "-sf",
+            "/bin/true",
+        ])
+        .arg("-lf")
+        .arg(&lease_file)
+        .arg("-pf")
+        .arg(&pid_file)
+        .arg(dev)
+        .status()
+        .is_ok_and(|s| s.success());
+    if let Some(pid) = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    bound.then(|| std::fs::read_to_string(&lease_file).unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -8,12 +8,9 @@
 
 mod privileged_fixture;
 
-use std::process::Command;
-use std::time::Duration;
-
 use leasehold_core::driver::DhcpDriver;
 use leasehold_dnsmasq::driver::ReloadByRestart;
-use privileged_fixture::{monitor, privileged, sh, Fixture};
+use privileged_fixture::{monitor, privileged, Fixture};
 use serde_json::json;
 
 const MAC: &str = "fa:16:3e:66:00:01";
@@ -40,57 +37,8 @@ async fn dhcpv6_stateful_client_gets_the_ports_address() {
     let hosts = std::fs::read_to_string(fx.conf_file("host")).unwrap();
     assert!(hosts.contains("[2001:db8::90]"), "{hosts}");
 
-    // Wait for the client's link-local address (DAD is off on it).
-    let t0 = std::time::Instant::now();
-    loop {
-        let out = sh(&[
-            "ip",
-            "netns",
-            "exec",
-            &fx.client_ns,
-            "ip",
-            "-6",
-            "addr",
-            "show",
-            "dev",
-            &fx.client_dev,
-            "scope",
-            "link",
-        ]);
-        if out.contains("fe80::") && !out.contains("tentative") {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "no link-local address"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let lease_file = fx.dir.path().join("dhclient6.leases");
-    let pid_file = fx.dir.path().join("dhclient6.pid");
-    let status = Command::new("timeout")
-        .args([
-            "20",
-            "ip",
-            "netns",
-            "exec",
-            &fx.client_ns,
-            "dhclient",
-            "-6",
-            "-1",
-            "-sf",
-            "/bin/true",
-        ])
-        .arg("-lf")
-        .arg(&lease_file)
-        .arg("-pf")
-        .arg(&pid_file)
-        .arg(&fx.client_dev)
-        .status()
-        .unwrap();
-    // dhclient forks into the background once bound; the fixture's Drop kills it.
-    assert!(status.success(), "dhclient -6 got no lease");
-    let lease = std::fs::read_to_string(&lease_file).unwrap();
+    let lease = leasehold_testkit::dhclient6_once(&fx.client_ns, &fx.client_dev, fx.dir.path(), 20)
+        .expect("dhclient -6 got no lease");
     assert!(
         lease.contains("iaaddr 2001:db8::90"),
         "wrong or no address:\n{lease}"

@@ -463,15 +463,14 @@ pub fn run(table: &mut Table, venv: &Path, sizes: Sizes, which: &[Kind]) -> Resu
     );
     let storms: [(&str, Pick); 2] = [(&on_one, |f| &f.one), (&spread, |f| &f.spread)];
     for (what, pick) in storms {
-        let q = ratio(&|f| pick(f).total);
-        table.push(Row {
-            what: format!("event storm, {what}: first create sent → all in the hosts files ({CLIENTS} REST clients)"),
-            ours: fmt(ours, &|f| secs(pick(f).total)),
-            theirs: fmt(theirs, &|f| secs(pick(f).total)),
-            ratio: q,
-            goal: "faster".into(),
-            met: q.map(|q| q >= 1.0),
-        });
+        table.push(Row::lower_is_better(
+            format!("event storm, {what}: first create sent → all in the hosts files ({CLIENTS} REST clients)"),
+            ours.map(|f| pick(f).total),
+            theirs.map(|f| pick(f).total),
+            secs,
+            "faster",
+            Some(1.0),
+        ));
         let q = ratio(&|f| pick(f).rewrites_mean);
         table.push(Row {
             what: format!(
@@ -498,23 +497,26 @@ pub fn run(table: &mut Table, venv: &Path, sizes: Sizes, which: &[Kind]) -> Resu
             met: ours.map(|f| pick(f).p99 < 0.05),
         });
     }
-    let q = ratio(&|f| f.release.total);
+    let leases = ours.or(theirs).map_or(0, |f| f.release.leases);
+    table.push(Row::lower_is_better(
+        format!("lease release, {} ports deleted from one network ({leases} IPv4 leases): first delete sent → dnsmasq holds none of them", sizes.ports),
+        ours.map(|f| f.release.total),
+        theirs.map(|f| f.release.total),
+        secs,
+        "faster",
+        Some(1.0),
+    ));
     table.push(Row {
-        what: format!("lease release, {} ports deleted from one network: first delete sent → dnsmasq holds none of their IPv4 leases", sizes.ports),
-        ours: fmt(ours, &|f| format!("{} ({} leases)", secs(f.release.total), f.release.leases)),
-        theirs: fmt(theirs, &|f| format!("{} ({} leases)", secs(f.release.total), f.release.leases)),
-        ratio: q,
-        goal: "faster".into(),
-        met: q.map(|q| q >= 1.0),
-    });
-    table.push(Row {
-        what: "lease release: last delete answered → all leases free".into(),
-        ours: fmt(ours, &|f| secs(f.release.tail)),
-        theirs: fmt(theirs, &|f| secs(f.release.tail)),
         // A tail near zero makes a ratio meaningless.
         ratio: None,
-        goal: "-".into(),
-        met: None,
+        ..Row::lower_is_better(
+            "lease release: last delete answered → all leases free".into(),
+            ours.map(|f| f.release.tail),
+            theirs.map(|f| f.release.tail),
+            secs,
+            "-",
+            None,
+        )
     });
     Ok(())
 }

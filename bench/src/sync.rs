@@ -22,7 +22,7 @@ use crate::agents::{
     alive, clean, cpu_seconds, cpu_seconds_in, pids_with_cmdline, rss_kib, Agent, Kind, Setup,
 };
 use crate::stage::Stage;
-use crate::table::{secs, Row, Table};
+use crate::table::{mib, secs, Row, Table};
 
 /// Ports made per network (besides the DHCP port).
 const PORTS_PER_NETWORK: usize = 3;
@@ -392,120 +392,89 @@ pub fn run(table: &mut Table, venv: &Path, n: usize, which: &[Kind]) -> Result<(
     }
     let ours = figs.get(Kind::Leasehold.name());
     let theirs = figs.get(Kind::Reference.name());
-    let fmt = |f: Option<&Figures>, g: fn(&Figures) -> String| {
-        f.map(g).unwrap_or_else(|| "failed".into())
+    let both = |g: fn(&Figures) -> f64| (ours.map(g), theirs.map(g));
+    let (o, t) = both(|f| f.sync);
+    table.push(Row::lower_is_better(
+        format!("full sync, fresh node, {n} networks × {PORTS_PER_NETWORK} ports (agent makes the DHCP ports; start → all dnsmasq serving all ports, sync logged complete)"),
+        o, t, secs, "≥ 10× faster", Some(10.0),
+    ));
+    let cpu = |f: Option<&Figures>| {
+        f.map_or_else(
+            || "failed".into(),
+            |f| format!("{:.2} s / {:.2} s", f.agent_cpu, f.server_cpu),
+        )
     };
-    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if a > 0.0 => Some(b / a),
-        _ => None,
-    };
-    let o_sync = ours.map(|f| f.sync);
-    let r_sync = theirs.map(|f| f.sync);
-    let q = ratio(o_sync, r_sync);
-    table.push(Row {
-        what: format!("full sync, fresh node, {n} networks × {PORTS_PER_NETWORK} ports (agent makes the DHCP ports; start → all dnsmasq serving all ports, sync logged complete)"),
-        ours: fmt(ours, |f| secs(f.sync)),
-        theirs: fmt(theirs, |f| secs(f.sync)),
-        ratio: q,
-        goal: "≥ 10× faster".into(),
-        met: q.map(|q| q >= 10.0),
-    });
+    let (oc, tc) = both(|f| f.agent_cpu);
     table.push(Row {
         what: format!("full sync, fresh node, {n} networks: CPU of the agent (with privsep helpers) / of neutron-server meanwhile"),
-        ours: fmt(ours, |f| format!("{:.2} s / {:.2} s", f.agent_cpu, f.server_cpu)),
-        theirs: fmt(theirs, |f| format!("{:.2} s / {:.2} s", f.agent_cpu, f.server_cpu)),
-        ratio: ratio(ours.map(|f| f.agent_cpu), theirs.map(|f| f.agent_cpu)),
-        goal: "-".into(),
-        met: None,
+        ours: cpu(ours),
+        theirs: cpu(theirs),
+        ..Row::lower_is_better(String::new(), oc, tc, secs, "-", None)
     });
-    let q = ratio(o_sync, Some(floor_t));
-    table.push(Row {
-        what: format!(
-            "full sync, fresh node, {n} networks: vs the shell-loop floor (no server work)"
-        ),
-        ours: fmt(ours, |f| secs(f.sync)),
-        theirs: secs(floor_t),
-        ratio: q,
-        goal: "no slower than the floor (≥ 1×)".into(),
-        met: q.map(|q| q >= 1.0),
-    });
-    let o_reboot = ours.map(|f| f.reboot);
-    let q = ratio(o_reboot, theirs.map(|f| f.reboot));
-    table.push(Row {
-        what: format!("full sync after a node reboot, {n} networks (DHCP ports exist on the server, nothing local)"),
-        ours: fmt(ours, |f| secs(f.reboot)),
-        theirs: fmt(theirs, |f| secs(f.reboot)),
-        ratio: q,
-        goal: "≥ 10× faster".into(),
-        met: q.map(|q| q >= 10.0),
-    });
-    let q = ratio(o_reboot, Some(floor_t));
-    table.push(Row {
-        what: format!("full sync after a node reboot, {n} networks: vs the shell-loop floor"),
-        ours: fmt(ours, |f| secs(f.reboot)),
-        theirs: secs(floor_t),
-        ratio: q,
-        goal: "no slower than the floor (≥ 1×)".into(),
-        met: q.map(|q| q >= 1.0),
-    });
-    let q = ratio(ours.map(|f| f.restart), theirs.map(|f| f.restart));
-    table.push(Row {
-        what: format!("agent restart, {n} unchanged networks: time until converged"),
-        ours: fmt(ours, |f| secs(f.restart)),
-        theirs: fmt(theirs, |f| secs(f.restart)),
-        ratio: q,
-        goal: "faster".into(),
-        met: q.map(|q| q >= 1.0),
-    });
-    table.push(Row {
-        what: format!("agent restart, {n} unchanged networks: dnsmasq restarted"),
-        ours: fmt(ours, |f| f.restarted.to_string()),
-        theirs: fmt(theirs, |f| f.restarted.to_string()),
-        ratio: None,
-        goal: "0".into(),
-        met: ours.map(|f| f.restarted == 0),
-    });
-    let q = ratio(ours.map(|f| f.reconnect), theirs.map(|f| f.reconnect));
-    table.push(Row {
-        what: format!("RabbitMQ connections of the vhost dropped (agent's and server's), {n} networks: a port created then is served after"),
-        ours: fmt(ours, |f| secs(f.reconnect)),
-        theirs: fmt(theirs, |f| secs(f.reconnect)),
-        ratio: q,
-        goal: "faster".into(),
-        met: q.map(|q| q >= 1.0),
-    });
-    table.push(Row {
-        what: format!("RabbitMQ connections dropped, {n} networks: dnsmasq restarted"),
-        ours: fmt(ours, |f| f.reconnect_restarted.to_string()),
-        theirs: fmt(theirs, |f| f.reconnect_restarted.to_string()),
-        ratio: None,
-        goal: "0".into(),
-        met: ours.map(|f| f.reconnect_restarted == 0),
-    });
-    let q = ratio(ours.map(|f| f.rss as f64), theirs.map(|f| f.rss as f64));
-    table.push(Row {
-        what: format!("memory, {n} networks: RSS of the agent process"),
-        ours: fmt(ours, |f| format!("{:.1} MiB", f.rss as f64 / 1024.0)),
-        theirs: fmt(theirs, |f| format!("{:.1} MiB", f.rss as f64 / 1024.0)),
-        ratio: q,
-        goal: "≤ 1/5 (≥ 5×)".into(),
-        met: q.map(|q| q >= 5.0),
-    });
-    let q = ratio(
-        ours.map(|f| f.rss_total as f64),
-        theirs.map(|f| f.rss_total as f64),
-    );
-    table.push(Row {
-        what: format!(
+    table.push(Row::lower_is_better(
+        format!("full sync, fresh node, {n} networks: vs the shell-loop floor (no server work)"),
+        o,
+        Some(floor_t),
+        secs,
+        "no slower than the floor (≥ 1×)",
+        Some(1.0),
+    ));
+    let (o, t) = both(|f| f.reboot);
+    table.push(Row::lower_is_better(
+        format!("full sync after a node reboot, {n} networks (DHCP ports exist on the server, nothing local)"),
+        o, t, secs, "≥ 10× faster", Some(10.0),
+    ));
+    table.push(Row::lower_is_better(
+        format!("full sync after a node reboot, {n} networks: vs the shell-loop floor"),
+        o,
+        Some(floor_t),
+        secs,
+        "no slower than the floor (≥ 1×)",
+        Some(1.0),
+    ));
+    let (o, t) = both(|f| f.restart);
+    table.push(Row::lower_is_better(
+        format!("agent restart, {n} unchanged networks: time until converged"),
+        o,
+        t,
+        secs,
+        "faster",
+        Some(1.0),
+    ));
+    table.push(Row::none_wanted(
+        format!("agent restart, {n} unchanged networks: dnsmasq restarted"),
+        ours.map(|f| f.restarted),
+        theirs.map(|f| f.restarted),
+    ));
+    let (o, t) = both(|f| f.reconnect);
+    table.push(Row::lower_is_better(
+        format!("RabbitMQ connections of the vhost dropped (agent's and server's), {n} networks: a port created then is served after"),
+        o, t, secs, "faster", Some(1.0),
+    ));
+    table.push(Row::none_wanted(
+        format!("RabbitMQ connections dropped, {n} networks: dnsmasq restarted"),
+        ours.map(|f| f.reconnect_restarted),
+        theirs.map(|f| f.reconnect_restarted),
+    ));
+    let (o, t) = both(|f| f.rss as f64);
+    table.push(Row::lower_is_better(
+        format!("memory, {n} networks: RSS of the agent process"),
+        o,
+        t,
+        mib,
+        "≤ 1/5 (≥ 5×)",
+        Some(5.0),
+    ));
+    let (o, t) = both(|f| f.rss_total as f64);
+    table.push(Row::lower_is_better(
+        format!(
             "memory, {n} networks: RSS with helper processes (privsep daemons), dnsmasq excluded"
         ),
-        ours: fmt(ours, |f| format!("{:.1} MiB", f.rss_total as f64 / 1024.0)),
-        theirs: fmt(theirs, |f| {
-            format!("{:.1} MiB", f.rss_total as f64 / 1024.0)
-        }),
-        ratio: q,
-        goal: "≤ 1/5 (≥ 5×)".into(),
-        met: q.map(|q| q >= 5.0),
-    });
+        o,
+        t,
+        mib,
+        "≤ 1/5 (≥ 5×)",
+        Some(5.0),
+    ));
     Ok(())
 }

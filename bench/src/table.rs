@@ -19,6 +19,48 @@ pub struct Row {
     pub met: Option<bool>,
 }
 
+impl Row {
+    /// Two figures where less is better (times, sizes), shown by `show`;
+    /// the goal is met when ours is at least `at_least` times better. A
+    /// missing figure (that side failed) shows as "failed".
+    pub fn lower_is_better(
+        what: String,
+        ours: Option<f64>,
+        theirs: Option<f64>,
+        show: impl Fn(f64) -> String,
+        goal: &str,
+        at_least: Option<f64>,
+    ) -> Row {
+        let ratio = match (ours, theirs) {
+            (Some(a), Some(b)) if a > 0.0 => Some(b / a),
+            _ => None,
+        };
+        let shown = |v: Option<f64>| v.map(&show).unwrap_or_else(|| "failed".into());
+        Row {
+            what,
+            ours: shown(ours),
+            theirs: shown(theirs),
+            ratio,
+            goal: goal.into(),
+            met: at_least.and_then(|g| ratio.map(|q| q >= g)),
+        }
+    }
+
+    /// Counts of something that should not happen (dnsmasq restarted); the
+    /// goal is zero on our side.
+    pub fn none_wanted(what: String, ours: Option<usize>, theirs: Option<usize>) -> Row {
+        let shown = |v: Option<usize>| v.map_or_else(|| "failed".into(), |n| n.to_string());
+        Row {
+            what,
+            ours: shown(ours),
+            theirs: shown(theirs),
+            ratio: None,
+            goal: "0".into(),
+            met: ours.map(|n| n == 0),
+        }
+    }
+}
+
 /// The rows of one run.
 #[derive(Default)]
 pub struct Table {
@@ -81,4 +123,9 @@ pub fn secs(s: f64) -> String {
     } else {
         format!("{s:.2} s")
     }
+}
+
+/// A size in KiB, printed in MiB.
+pub fn mib(kib: f64) -> String {
+    format!("{:.1} MiB", kib / 1024.0)
 }

@@ -289,65 +289,69 @@ fn compare_leases(net: &str, before: &str, after: &str, renewing_mac: &str) -> V
     problems
 }
 
+/// Adds a line naming `what` and both values when they differ.
+fn note_change<T: PartialEq + std::fmt::Debug>(
+    out: &mut Vec<String>,
+    net: &str,
+    what: &str,
+    before: &T,
+    after: &T,
+) {
+    if before != after {
+        out.push(format!(
+            "{net}: {what} changed:\n  before {before:?}\n  after  {after:?}"
+        ));
+    }
+}
+
 /// Differences between two host states of a network, as messages.
 fn compare(net: &Net, before: &HostState, after: &HostState, renewing_mac: &str) -> Vec<String> {
     let n = net.name;
     let mut out = Vec::new();
-    let mut field = |what: &str, b: &dyn std::fmt::Debug, a: &dyn std::fmt::Debug, same: bool| {
-        if !same {
-            out.push(format!(
-                "{n}: {what} changed:\n  before {b:?}\n  after  {a:?}"
-            ));
-        }
-    };
-    field(
+    note_change(
+        &mut out,
+        n,
         "dnsmasq (pid, start time)",
         &before.dnsmasq,
         &after.dnsmasq,
-        before.dnsmasq == after.dnsmasq,
     );
-    field(
+    note_change(
+        &mut out,
+        n,
         "dnsmasq command line",
         &before.dnsmasq_argv,
         &after.dnsmasq_argv,
-        before.dnsmasq_argv == after.dnsmasq_argv,
     );
-    field(
+    note_change(
+        &mut out,
+        n,
         "namespace (dev, inode)",
         &before.netns_inode,
         &after.netns_inode,
-        before.netns_inode == after.netns_inode,
     );
-    field(
-        "device name",
-        &before.device,
-        &after.device,
-        before.device == after.device,
-    );
-    field(
+    note_change(&mut out, n, "device name", &before.device, &after.device);
+    note_change(
+        &mut out,
+        n,
         "device (ifindex, flags, MTU, MAC)",
         &before.link,
         &after.link,
-        before.link == after.link,
     );
-    field(
-        "device addresses",
-        &before.addrs,
-        &after.addrs,
-        before.addrs == after.addrs,
-    );
-    field(
+    note_change(&mut out, n, "device addresses", &before.addrs, &after.addrs);
+    note_change(
+        &mut out,
+        n,
         "namespace routes",
         &before.routes,
         &after.routes,
-        before.routes == after.routes,
     );
-    field("OVS port", &before.ovs, &after.ovs, before.ovs == after.ovs);
-    field(
+    note_change(&mut out, n, "OVS port", &before.ovs, &after.ovs);
+    note_change(
+        &mut out,
+        n,
         "files in the conf dir",
         &before.file_names,
         &after.file_names,
-        before.file_names == after.file_names,
     );
     for f in FILES {
         let (b, a) = (&before.files[*f], &after.files[*f]);

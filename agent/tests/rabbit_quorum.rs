@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use leasehold_agent::config::{self, RawConfig, AGENT_OPTIONS};
-use leasehold_agent::notification::Notification;
+use leasehold_agent::notification::{Event, Notification};
 use leasehold_agent::rabbit::url::TransportUrl;
 use leasehold_agent::rabbit::{LinkEvent, Rabbit, RabbitPluginApi, RabbitSettings};
 use leasehold_agent::server_api::PluginApi;
@@ -42,6 +42,27 @@ fn settings(url: &str, files: &[PathBuf]) -> RabbitSettings {
     assert!(notices.is_empty(), "every option is read: {notices:?}");
     config::validate(&options).unwrap();
     RabbitSettings::from_options(TransportUrl::parse(url).unwrap(), HOST.into(), &options).unwrap()
+}
+
+/// The agent's transport, started on `files`, with the receiving ends of
+/// its channels and its stop switch.
+struct Transport {
+    rabbit: Rabbit,
+    events: mpsc::Receiver<Event>,
+    links: mpsc::Receiver<LinkEvent>,
+    stop: watch::Sender<bool>,
+}
+
+fn start(vhost: &Vhost, files: &[PathBuf]) -> Transport {
+    let (events_tx, events) = mpsc::channel(16);
+    let (links_tx, links) = mpsc::channel(4);
+    let (stop_tx, stop) = watch::channel(false);
+    Transport {
+        rabbit: Rabbit::start(settings(&vhost.url(), files), events_tx, links_tx, stop),
+        events,
+        links,
+        stop: stop_tx,
+    }
 }
 
 /// The vhost's queues: name -> (type, durable, arguments).
@@ -125,11 +146,12 @@ async fn quorum_queues_left_by_oslo_messaging_are_adopted() {
     let mut peer = old_agents_were_here(&vhost, &conf);
 
     // The new agent reads the same file.
-    let (events_tx, mut events) = mpsc::channel(16);
-    let (links_tx, mut links) = mpsc::channel(4);
-    let (_stop_tx, stop) = watch::channel(false);
-    let settings = settings(&vhost.url(), std::slice::from_ref(&conf));
-    let rabbit = Rabbit::start(settings, events_tx, links_tx, stop);
+    let Transport {
+        rabbit,
+        mut events,
+        mut links,
+        stop: _stop,
+    } = start(&vhost, std::slice::from_ref(&conf));
     match next_link(&mut links).await {
         LinkEvent::Connected => {}
         other => panic!("expected to connect, got {other:?}"),
@@ -203,16 +225,9 @@ async fn a_configuration_the_broker_disagrees_with_is_named() {
 
     // Without the option: the durable control exchange is the first refusal.
     let without = write(dir.path(), "without.ini", "[DEFAULT]\n");
-    let (events_tx, _events) = mpsc::channel(16);
-    let (links_tx, mut links) = mpsc::channel(4);
-    let (stop_tx, stop) = watch::channel(false);
-    let _rabbit = Rabbit::start(
-        settings(&vhost.url(), &[without]),
-        events_tx,
-        links_tx,
-        stop,
-    );
-    let LinkEvent::Refused(why) = next_link(&mut links).await else {
+    let mut first = start(&vhost, &[without]);
+    let links = &mut first.links;
+    let LinkEvent::Refused(why) = next_link(links).await else {
         panic!("expected a refusal");
     };
     assert!(
@@ -223,11 +238,11 @@ async fn a_configuration_the_broker_disagrees_with_is_named() {
         "{why}"
     );
     // It keeps trying, and leaves no connection open behind each refusal.
-    assert!(matches!(next_link(&mut links).await, LinkEvent::Refused(_)));
-    assert!(matches!(next_link(&mut links).await, LinkEvent::Refused(_)));
+    assert!(matches!(next_link(links).await, LinkEvent::Refused(_)));
+    assert!(matches!(next_link(links).await, LinkEvent::Refused(_)));
     let open = agent_connections(&vhost);
     assert!(open <= 1, "{open} connections left open after 3 refusals");
-    stop_tx.send(true).unwrap();
+    first.stop.send(true).unwrap();
 
     // Durable but classic: now the queue's type is what the broker refuses.
     let durable = write(
@@ -235,16 +250,8 @@ async fn a_configuration_the_broker_disagrees_with_is_named() {
         "durable.ini",
         "[oslo_messaging_rabbit]\namqp_durable_queues = true\n",
     );
-    let (events_tx, _events) = mpsc::channel(16);
-    let (links_tx, mut links) = mpsc::channel(4);
-    let (_stop_tx, stop) = watch::channel(false);
-    let _rabbit = Rabbit::start(
-        settings(&vhost.url(), &[durable]),
-        events_tx,
-        links_tx,
-        stop,
-    );
-    let LinkEvent::Refused(why) = next_link(&mut links).await else {
+    let mut second = start(&vhost, &[durable]);
+    let LinkEvent::Refused(why) = next_link(&mut second.links).await else {
         panic!("expected a refusal");
     };
     assert!(

@@ -18,7 +18,7 @@
 //! DHCPv6-stateful for the other 500; dnsmasq only gets IPv4 leases from the
 //! agent, so the release figure is about those 500.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 use crate::agents::{alive, clean, Agent, Kind, Setup};
 use crate::observe::{EventClock, HostsWatch};
 use crate::stage::Stage;
-use crate::sync::{delete_dhcp_ports, purge_agent_queues};
+use crate::sync::{delete_dhcp_ports, dnsmasq_pid, purge_agent_queues};
 use crate::table::{secs, Row, Table};
 use crate::util::percentile;
 
@@ -218,11 +218,10 @@ fn storm(
 }
 
 /// IPv4 addresses in a dnsmasq lease file.
-fn leased_v4(text: &str) -> Vec<String> {
+fn leased_v4(text: &str) -> HashSet<&str> {
     text.lines()
         .filter_map(|l| l.split(' ').nth(2))
         .filter(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok())
-        .map(str::to_string)
         .collect()
 }
 
@@ -250,12 +249,7 @@ fn lease_release(
     let confs = agent.confs();
     // Only this network's dnsmasq goes (the agent leaves them running when
     // it stops); everything else stays as it was.
-    let pid_file = confs.join(&nets.one).join("pid");
-    if let Some(pid) = std::fs::read_to_string(&pid_file)
-        .ok()
-        .and_then(|t| t.trim().parse::<i32>().ok())
-        .filter(|&pid| alive(pid))
-    {
+    if let Some(pid) = dnsmasq_pid(&confs, &nets.one) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
@@ -292,15 +286,15 @@ fn lease_release(
     let ready = leasehold_testkit::wait_for(Duration::from_secs(300), || {
         let text = std::fs::read_to_string(&lease_file).ok()?;
         let held = leased_v4(&text);
-        (agent.own_syncs_completed() >= 1 && v4.iter().all(|ip| held.contains(ip)))
-            .then_some(held.len())
+        (agent.own_syncs_completed() >= 1 && v4.iter().all(|ip| held.contains(ip.as_str())))
+            .then_some(())
     });
-    let Some(_) = ready else {
+    if ready.is_none() {
         bail!(
             "{}: dnsmasq did not start with every IPv4 lease",
             kind.name()
         );
-    };
+    }
     // Let the sync's own work settle before the clock starts.
     std::thread::sleep(Duration::from_secs(2));
     let start = Instant::now();
@@ -311,7 +305,7 @@ fn lease_release(
     let free = leasehold_testkit::wait_for(Duration::from_secs(600), || {
         let text = std::fs::read_to_string(&lease_file).ok()?;
         let held = leased_v4(&text);
-        (!v4.iter().any(|ip| held.contains(ip))).then(Instant::now)
+        (!v4.iter().any(|ip| held.contains(ip.as_str()))).then(Instant::now)
     });
     drop(agent);
     let Some(free) = free else {

@@ -86,7 +86,7 @@ pub fn create_networks(server: &NeutronServer, host: &str, n: usize) -> Vec<Net>
 }
 
 /// The dnsmasq pid serving `net` for this agent, if it runs.
-fn dnsmasq_pid(confs: &Path, net: &str) -> Option<i32> {
+pub fn dnsmasq_pid(confs: &Path, net: &str) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(confs.join(net).join("pid"))
         .ok()?
         .trim()

@@ -210,24 +210,25 @@ fn host_lock() -> Result<nix::fcntl::Flock<std::fs::File>, String> {
     let dir = Path::new("/run/lock");
     let dir = if dir.is_dir() { dir } else { Path::new("/tmp") };
     let path = dir.join("leasehold-private-ovs.lock");
-    let open = || {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))
-    };
-    match Flock::lock(open()?, FlockArg::LockExclusiveNonblock) {
+    let failed = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| failed(&e))?;
+    let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => return Ok(lock),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => eprintln!(
-            "waiting for another process's private Open vSwitch to exit ({})",
-            path.display()
-        ),
-        Err((_, e)) => return Err(format!("{}: {e}", path.display())),
-    }
-    Flock::lock(open()?, FlockArg::LockExclusive)
-        .map_err(|(_, e)| format!("{}: {e}", path.display()))
+        Err((file, nix::errno::Errno::EWOULDBLOCK)) => {
+            eprintln!(
+                "waiting for another process's private Open vSwitch to exit ({})",
+                path.display()
+            );
+            file
+        }
+        Err((_, e)) => return Err(failed(&e)),
+    };
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| failed(&e))
 }
 
 /// Removes the directories of earlier test binaries that are gone (their

@@ -116,10 +116,7 @@ impl NetworkCache {
         let Some(net) = self.networks.get_mut(network_id) else {
             return false;
         };
-        match net.ports.iter_mut().find(|p| p.id == port.id) {
-            Some(slot) => *slot = port,
-            None => net.ports.push(port),
-        }
+        net.put_port(port);
         true
     }
 

@@ -81,10 +81,7 @@ impl DeviceManager {
             }
         };
         let mut network = network.clone();
-        match network.ports.iter_mut().find(|p| p.id == port.id) {
-            Some(slot) => *slot = port.clone(),
-            None => network.ports.push(port.clone()),
-        }
+        network.put_port(port.clone());
         let name = self.interface.device_name(&port.id);
         let ns = namespace_of(&network.id);
         self.host.ensure_namespace(&ns).await?;

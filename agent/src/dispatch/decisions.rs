@@ -333,10 +333,7 @@ impl Dispatcher {
         bump(&self.counters.enables);
         match self.actions.enable(&net).await {
             Ok(Some(port)) => {
-                match net.ports.iter_mut().find(|p| p.id == port.id) {
-                    Some(slot) => *slot = port,
-                    None => net.ports.push(port),
-                }
+                net.put_port(port);
                 Some(net)
             }
             Ok(None) => Some(net),

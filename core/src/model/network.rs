@@ -72,6 +72,16 @@ pub struct Network {
     pub segmentation_id: Option<u32>,
 }
 
+impl Network {
+    /// Puts `port` in place of the port with its id, or appends it.
+    pub fn put_port(&mut self, port: Port) {
+        match self.ports.iter_mut().find(|p| p.id == port.id) {
+            Some(slot) => *slot = port,
+            None => self.ports.push(port),
+        }
+    }
+}
+
 /// IP version of a subnet or option.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum IpVersion {

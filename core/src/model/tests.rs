@@ -185,3 +185,18 @@ fn segment_id_may_be_a_number_as_in_neutrons_own_tests() {
     v["subnets"][0]["segment_id"] = json!("../x");
     assert_eq!(error_of(v).field, "subnets[0].segment_id");
 }
+
+#[test]
+fn put_port_replaces_the_port_with_its_id_or_appends() {
+    let (mut net, _) = Network::from_json_value(minimal()).unwrap();
+    let mut changed = net.ports[0].clone();
+    changed.device_id = "vm-2".into();
+    net.put_port(changed);
+    assert_eq!(net.ports.len(), 1);
+    assert_eq!(net.ports[0].device_id, "vm-2");
+    let mut other = net.ports[0].clone();
+    other.id = Id::new("port-2").unwrap();
+    net.put_port(other);
+    let ids: Vec<&str> = net.ports.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["port-1", "port-2"]);
+}

@@ -23,10 +23,12 @@ impl Id {
                 text.len()
             ));
         }
-        if let Some(bad) = text
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
-        {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        // Bytes first (every id of every port is checked); chars for the message.
+        if text.bytes().all(|b| allowed(char::from(b))) {
+            return Ok(Id(text));
+        }
+        if let Some(bad) = text.chars().find(|c| !allowed(*c)) {
             return Err(format!(
                 "id {text:?} contains {bad:?}; only A-Z, a-z, 0-9, '-' and '_' are allowed"
             ));

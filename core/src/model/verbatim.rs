@@ -83,11 +83,13 @@ impl fmt::Display for Mac {
 impl<T: ParseVerbatim> Verbatim<T> {
     /// Parses `text`, keeping it; the error names the expected kind and the value.
     pub fn parse(text: &str) -> Result<Self, String> {
-        match T::parse_text(text) {
-            Some(value) => Ok(Verbatim {
-                value,
-                text: text.to_string(),
-            }),
+        Self::from_text(text.to_string())
+    }
+
+    /// Parses `text`, keeping it without copying it.
+    pub fn from_text(text: String) -> Result<Self, String> {
+        match T::parse_text(&text) {
+            Some(value) => Ok(Verbatim { value, text }),
             None => Err(format!("{text:?} is not a valid {}", T::WHAT)),
         }
     }
@@ -136,7 +138,7 @@ impl<T> Serialize for Verbatim<T> {
 impl<'de, T: ParseVerbatim> Deserialize<'de> for Verbatim<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        Verbatim::parse(&text).map_err(serde::de::Error::custom)
+        Verbatim::from_text(text).map_err(serde::de::Error::custom)
     }
 }
 

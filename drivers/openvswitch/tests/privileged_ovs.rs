@@ -279,18 +279,33 @@ async fn missing_bridge_is_a_clear_error() {
         return;
     }
     let env = Env::new().await;
-    let mut settings = env.settings(false);
-    settings.integration_bridge = format!("lhnobr{}", env.n);
-    let driver = OvsDriver::new(settings);
-    let err = driver.plug(&env.spec(&driver, None)).await.unwrap_err();
-    match &err {
-        DriverError::Missing { what, .. } => {
-            assert!(what.contains(&format!("lhnobr{}", env.n)), "{err}")
+    // The bridge is asked about only after the plug failed (veth mode has
+    // made a veth by then): the error must still say what is missing, and
+    // nothing may be left behind.
+    for veth in [false, true] {
+        let mut settings = env.settings(veth);
+        settings.integration_bridge = format!("lhnobr{}", env.n);
+        let driver = OvsDriver::new(settings);
+        let spec = env.spec(&driver, None);
+        let err = driver.plug(&spec).await.unwrap_err();
+        match &err {
+            DriverError::Missing { what, .. } => {
+                assert!(what.contains(&format!("lhnobr{}", env.n)), "{err}")
+            }
+            other => panic!("veth={veth}: expected Missing, got {other:?}"),
         }
-        other => panic!("expected Missing, got {other:?}"),
+        let root = Handle::open(None).await.unwrap();
+        assert!(!root.link_exists(&env.tap()).await.unwrap(), "veth={veth}");
+        if Netns::exists(&env.ns_a) {
+            let inner = Handle::open(Some(&env.ns_a)).await.unwrap();
+            assert!(
+                !inner.link_exists(&spec.device_name).await.unwrap(),
+                "veth={veth}: {} left in {}",
+                spec.device_name,
+                env.ns_a
+            );
+        }
     }
-    let root = Handle::open(None).await.unwrap();
-    assert!(!root.link_exists(&env.tap()).await.unwrap());
 }
 
 #[tokio::test]

@@ -191,6 +191,16 @@ fn cpu_of_agent(agent: &Agent) -> f64 {
             .sum::<f64>()
 }
 
+/// CPU seconds of ovsdb-server and ovs-vswitchd (the private OVS is the
+/// only one on the host while the bench holds its lock).
+fn ovs_cpu() -> f64 {
+    ["ovsdb-server", "ovs-vswitchd"]
+        .into_iter()
+        .flat_map(pids_with_cmdline)
+        .map(cpu_seconds)
+        .sum()
+}
+
 /// Runs one agent through a fresh sync, memory, a restart and a node
 /// reboot, then cleans up.
 fn measure(kind: Kind, setup: &Setup<'_>, nets: &[Net], work: &Path) -> Result<Figures> {
@@ -246,14 +256,17 @@ fn measure(kind: Kind, setup: &Setup<'_>, nets: &[Net], work: &Path) -> Result<F
         // state directory are gone; the server still has the DHCP ports.
         clean(&dir, &ids, &setup.bridge);
         purge_agent_queues(setup);
+        let (server_cpu0, ovs_cpu0) = (cpu_seconds_in(setup.server.path()), ovs_cpu());
         let start = Instant::now();
         let agent = Agent::start(kind, setup, &dir)?;
         let (reboot, _) = wait_converged(&agent, nets, 1, start, timeout)?;
         eprintln!(
-            "  {} after a node reboot: {} (agent CPU {:.2} s)",
+            "  {} after a node reboot: {} (agent CPU {:.2} s, neutron-server {:.2} s, OVS daemons {:.2} s)",
             kind.name(),
             secs(reboot),
-            cpu_of_agent(&agent)
+            cpu_of_agent(&agent),
+            cpu_seconds_in(setup.server.path()) - server_cpu0,
+            ovs_cpu() - ovs_cpu0
         );
         drop(agent);
         Ok(Figures {

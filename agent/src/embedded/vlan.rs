@@ -239,7 +239,7 @@ impl VlanTagger {
         if driver != "openvswitch" {
             return Ok(None);
         }
-        let ovs = OvsDriver::new(Settings::from_options(options)?);
+        let ovs = OvsDriver::new(Settings::from_options(options)?)?;
         Ok(Some(Arc::new(VlanTagger::new(ovs))))
     }
 

@@ -208,6 +208,7 @@ impl Harness {
             integration_bridge: self.bridge.clone(),
             ..Settings::default()
         })
+        .unwrap()
     }
 
     /// Whether the server still holds a DHCP port for the network.

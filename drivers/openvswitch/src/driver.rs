@@ -9,8 +9,9 @@ use leasehold_core::driver::{tap_name, DriverContext, DriverError, InterfaceDriv
 use leasehold_core::model::Id;
 use leasehold_netlink::{disable_checksum_offload, format_mac, isolate_l2, Handle, Netns};
 
+use crate::ovsdb::{AddPortError, Ovsdb, PortIds, Target};
 use crate::settings::Settings;
-use crate::vsctl::{PortIds, Vsctl};
+use crate::vsctl::Vsctl;
 
 /// How long to wait for an internal port's device to appear (Neutron: 10 × 1 s).
 const APPEAR_TIMEOUT: Duration = Duration::from_secs(10);
@@ -20,13 +21,16 @@ const APPEAR_POLL: Duration = Duration::from_millis(50);
 #[derive(Clone, Debug)]
 pub struct OvsDriver {
     settings: Settings,
+    /// The plug path's transactions.
+    ovsdb: Arc<Ovsdb>,
+    /// The rest (VLAN tags of the standalone mode).
     vsctl: Vsctl,
 }
 
 pub(crate) fn create(ctx: &DriverContext<'_>) -> Result<Arc<dyn InterfaceDriver>, DriverError> {
     Ok(Arc::new(OvsDriver::new(Settings::from_options(
         ctx.options,
-    )?)))
+    )?)?))
 }
 
 /// The root end of a veth-mode device: `ns-` replaced by `tap`.
@@ -39,12 +43,18 @@ fn root_end(device: &str) -> String {
 
 impl OvsDriver {
     /// A driver with these settings.
-    pub fn new(settings: Settings) -> Self {
+    pub fn new(settings: Settings) -> Result<Self, DriverError> {
+        let target = Target::parse(settings.ovsdb_connection.as_deref())?;
+        let ovsdb = Ovsdb::new(target, Duration::from_secs(settings.ovsdb_timeout.into()));
         let vsctl = Vsctl {
             db: settings.ovsdb_connection.clone(),
             timeout: settings.ovsdb_timeout,
         };
-        OvsDriver { settings, vsctl }
+        Ok(OvsDriver {
+            settings,
+            ovsdb: Arc::new(ovsdb),
+            vsctl,
+        })
     }
 
     /// Its settings.
@@ -64,21 +74,28 @@ impl OvsDriver {
         self.vsctl.set_port_tag(port_name, tag).await
     }
 
-    /// Turns a failed plug's error into "bridge missing" when that is why.
-    ///
-    /// Neutron asks whether the bridge exists before every plug; we ask only
-    /// after a failure. Each ovs-vsctl run loads every bridge, port and
-    /// interface, so this saves a third of the OVS work of a full sync, and
-    /// a missing bridge still gets an error that says so.
-    async fn explain_failure(&self, bridge: &str, error: DriverError) -> DriverError {
-        match self.vsctl.bridge_exists(bridge).await {
-            Ok(false) => DriverError::Missing {
+    /// Adds the DHCP port to the bridge; a missing bridge gets its own error.
+    async fn add_port(
+        &self,
+        bridge: &str,
+        port: &str,
+        spec: &PlugSpec,
+        internal: bool,
+    ) -> Result<(), DriverError> {
+        let mac = format_mac(&spec.mac.value().0);
+        let ids = PortIds {
+            iface_id: spec.port_id.as_str(),
+            mac: &mac,
+        };
+        match self.ovsdb.add_dhcp_port(bridge, port, &ids, internal).await {
+            Ok(()) => Ok(()),
+            Err(AddPortError::NoBridge) => Err(DriverError::Missing {
                 what: format!("Open vSwitch bridge {bridge}"),
                 hint: format!(
                     "create it (ovs-vsctl add-br {bridge}) or set [OVS] integration_bridge to an existing bridge"
                 ),
-            },
-            _ => error,
+            }),
+            Err(AddPortError::Other(e)) => Err(e),
         }
     }
 
@@ -128,7 +145,7 @@ impl OvsDriver {
         let root = Handle::open(None).await.map_err(err("open"))?;
         // Neutron's replace_port, first transaction: drop a stale port of
         // that name; then any other device of that name in the root namespace.
-        self.vsctl.del_port(dev).await?;
+        self.ovsdb.del_port(dev).await?;
         if root
             .delete_link(dev)
             .await
@@ -139,12 +156,7 @@ impl OvsDriver {
                 "removed a stale device of the same name in the root namespace"
             );
         }
-        let mac = format_mac(&spec.mac.value().0);
-        let ids = PortIds {
-            iface_id: spec.port_id.as_str(),
-            mac: &mac,
-        };
-        self.vsctl.add_dhcp_port(bridge, dev, &ids, true).await?;
+        self.add_port(bridge, dev, spec, true).await?;
         Self::wait_for(&root, dev).await?;
         // The MAC is set while the device is still in the root namespace.
         root.set_mac(dev, spec.mac.value().0)
@@ -181,7 +193,7 @@ impl OvsDriver {
             )));
         }
         let root = Handle::open(None).await.map_err(err("open"))?;
-        self.vsctl.del_port(&tap).await?;
+        self.ovsdb.del_port(&tap).await?;
         root.delete_link(&tap)
             .await
             .map_err(err("remove stale device"))?;
@@ -196,12 +208,7 @@ impl OvsDriver {
         isolate_l2(None, &tap)
             .await
             .map_err(err("isolate root end"))?;
-        let mac = format_mac(&spec.mac.value().0);
-        let ids = PortIds {
-            iface_id: spec.port_id.as_str(),
-            mac: &mac,
-        };
-        self.vsctl.add_dhcp_port(bridge, &tap, &ids, false).await?;
+        self.add_port(bridge, &tap, spec, false).await?;
         let inner = Handle::open(ns).await.map_err(err("open namespace"))?;
         inner
             .set_mac(dev, spec.mac.value().0)
@@ -236,7 +243,7 @@ impl OvsDriver {
                 first.get_or_insert(e);
             }
         };
-        note(self.vsctl.del_port(&port).await);
+        note(self.ovsdb.del_port(&port).await);
         let context = format!("unplug {device}");
         if namespace.is_none_or(Netns::exists) {
             let r = async {
@@ -307,7 +314,6 @@ impl InterfaceDriver for OvsDriver {
             self.plug_internal(spec, &bridge).await
         };
         let Err(e) = result else { return Ok(()) };
-        let e = self.explain_failure(&bridge, e).await;
         tracing::warn!(device = dev, error = %e, "plug failed; removing what was made");
         if let Err(undo) = self.remove(dev, ns).await {
             tracing::warn!(device = dev, error = %undo, "could not remove a half-made port");
@@ -338,12 +344,13 @@ mod tests {
     #[test]
     fn device_names() {
         let port = Id::new("abcdef01-1234-5678-9abc-def012345678").unwrap();
-        let d = OvsDriver::new(Settings::default());
+        let d = OvsDriver::new(Settings::default()).unwrap();
         assert_eq!(d.device_name(&port), "tapabcdef01-12");
         let v = OvsDriver::new(Settings {
             ovs_use_veth: true,
             ..Settings::default()
-        });
+        })
+        .unwrap();
         assert_eq!(v.device_name(&port), "ns-abcdef01-12");
         assert_eq!(root_end("ns-abcdef01-12"), "tapabcdef01-12");
         assert!(d.bridged());

@@ -4,10 +4,12 @@
 //! `external_ids` so that an OVS L2 agent binds it. With `ovs_use_veth` it
 //! is a veth pair instead: `tap…` on the bridge, `ns-…` in the namespace.
 //!
-//! OVSDB is reached with `ovs-vsctl` ([`Vsctl`]): `--db` from `[OVS]
-//! ovsdb_connection` when that is set in the configuration, otherwise
-//! ovs-vsctl's own default (the unix socket under `$OVS_RUNDIR`). Nothing
-//! here assumes the kernel or the userspace datapath.
+//! The plug path speaks OVSDB itself ([`Ovsdb`], one connection, no
+//! process per transaction); VLAN tags of the standalone mode go through
+//! `ovs-vsctl` ([`Vsctl`]). Both reach `[OVS] ovsdb_connection` when the
+//! configuration sets it (`unix:` or `tcp:`), otherwise ovs-vsctl's own
+//! default (the unix socket under `$OVS_RUNDIR`). Nothing here assumes the
+//! kernel or the userspace datapath.
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -16,12 +18,14 @@
 )]
 
 mod driver;
+mod ovsdb;
 mod settings;
 mod vsctl;
 
 pub use driver::OvsDriver;
+pub use ovsdb::{AddPortError, Ovsdb, PortIds, Target, TransactError};
 pub use settings::{Settings, DEFAULT_OVSDB_CONNECTION, OPTIONS};
-pub use vsctl::{PortIds, Vsctl};
+pub use vsctl::Vsctl;
 
 leasehold_core::inventory::submit!(leasehold_core::registry::InterfaceDriverEntry {
     name: "openvswitch",

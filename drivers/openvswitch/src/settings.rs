@@ -4,7 +4,7 @@ use leasehold_core::driver::DriverError;
 use leasehold_core::options::{OptionSpec, Options, Origin};
 
 /// Neutron's default `[OVS] ovsdb_connection`; often nothing listens there,
-/// so it is passed to ovs-vsctl only when the configuration sets it.
+/// so it is used only when the configuration sets it.
 pub const DEFAULT_OVSDB_CONNECTION: &str = "tcp:127.0.0.1:6640";
 
 /// Options declared in the registry entry.
@@ -19,7 +19,7 @@ pub static OPTIONS: [OptionSpec; 4] = [
         "OVS",
         "ovsdb_connection",
         Some(DEFAULT_OVSDB_CONNECTION),
-        "OVSDB to talk to; when not set, ovs-vsctl's default unix socket is used",
+        "OVSDB to talk to (unix:PATH or tcp:HOST:PORT); when not set, ovs-vsctl's default unix socket is used",
     ),
     OptionSpec::int(
         "OVS",

@@ -1,4 +1,5 @@
-//! OVSDB through `ovs-vsctl`: the handful of transactions the driver needs.
+//! OVSDB through `ovs-vsctl`, for the standalone mode's VLAN tags (the plug
+//! path speaks OVSDB itself: `ovsdb.rs`).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -13,15 +14,6 @@ pub struct Vsctl {
     pub db: Option<String>,
     /// `--timeout=` seconds.
     pub timeout: u32,
-}
-
-/// What Neutron sets on the DHCP port's Interface row.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PortIds<'a> {
-    /// `iface-id`: the Neutron port id.
-    pub iface_id: &'a str,
-    /// `attached-mac`: the port's MAC.
-    pub mac: &'a str,
 }
 
 impl Vsctl {
@@ -66,56 +58,6 @@ impl Vsctl {
         .into())
     }
 
-    /// Whether `bridge` exists (`br-exists` exits 2 when it does not).
-    pub async fn bridge_exists(&self, bridge: &str) -> Result<bool, DriverError> {
-        match self.run(&["br-exists", bridge]).await {
-            Ok(_) => Ok(true),
-            Err(DriverError::Failed(text)) if text.starts_with(NOT_FOUND_MARK) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Removes port `port` from whatever bridge has it; absent is fine.
-    pub async fn del_port(&self, port: &str) -> Result<(), DriverError> {
-        self.run(&["--if-exists", "del-port", port]).await.map(drop)
-    }
-
-    /// Adds `port` to `bridge` as Neutron's `replace_port` second transaction:
-    /// dead VLAN 4095 in trunk mode (nothing leaks until a real tag is set),
-    /// the Interface `external_ids`, and `type=internal` unless it is a veth.
-    pub async fn add_dhcp_port(
-        &self,
-        bridge: &str,
-        port: &str,
-        ids: &PortIds<'_>,
-        internal: bool,
-    ) -> Result<(), DriverError> {
-        let iface_id = format!("external_ids:iface-id={}", ids.iface_id);
-        let mac = format!("external_ids:attached-mac=\"{}\"", ids.mac);
-        let mut args = vec![
-            "--",
-            "add-port",
-            bridge,
-            port,
-            "tag=4095",
-            "vlan_mode=trunk",
-            "trunks=4095",
-            "--",
-            "set",
-            "Interface",
-            port,
-        ];
-        if internal {
-            args.push("type=internal");
-        }
-        args.extend([
-            iface_id.as_str(),
-            "external_ids:iface-status=active",
-            mac.as_str(),
-        ]);
-        self.run(&args).await.map(drop)
-    }
-
     /// Gives `port` an access VLAN `tag` (clearing the dead-VLAN trunk).
     pub async fn set_port_tag(&self, port: &str, tag: u16) -> Result<(), DriverError> {
         if tag > 4095 {
@@ -145,9 +87,6 @@ impl Vsctl {
         .map(drop)
     }
 }
-
-/// Prefix of the error text of ovs-vsctl's exit code 2 ("not found").
-const NOT_FOUND_MARK: &str = "ovs-vsctl exit 2";
 
 /// A failed ovs-vsctl run.
 struct VsctlFailure {

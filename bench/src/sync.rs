@@ -268,6 +268,14 @@ fn measure(kind: Kind, setup: &Setup<'_>, nets: &[Net], work: &Path) -> Result<F
             cpu_seconds_in(setup.server.path()) - server_cpu0,
             ovs_cpu() - ovs_cpu0
         );
+        // For a look at where a reboot sync's time goes (per-network log
+        // lines with timestamps), outside the timed part.
+        if let Some(to) = std::env::var_os("LEASEHOLD_BENCH_KEEP_LOGS") {
+            let to = Path::new(&to).join(format!("{}-reboot.log", kind.name()));
+            if let Err(e) = std::fs::write(&to, agent.own_log()) {
+                eprintln!("  could not keep the log in {}: {e}", to.display());
+            }
+        }
         drop(agent);
         Ok(Figures {
             sync,

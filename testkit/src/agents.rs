@@ -138,8 +138,10 @@ impl Agent {
         let mut cmd = match kind {
             Kind::Leasehold => {
                 let mut c = Command::new(&setup.leasehold);
-                c.env("RUST_LOG", "info,netlink_packet_route=error")
-                    .env("NO_COLOR", "1");
+                // LEASEHOLD_AGENT_RUST_LOG: more detail for a look by hand.
+                let filter = std::env::var("LEASEHOLD_AGENT_RUST_LOG")
+                    .unwrap_or_else(|_| "info,netlink_packet_route=error".into());
+                c.env("RUST_LOG", filter).env("NO_COLOR", "1");
                 c
             }
             Kind::Reference => Command::new(setup.venv.join("bin/neutron-dhcp-agent")),

@@ -1,13 +1,13 @@
 //! OVSDB spoken directly (RFC 7047: JSON-RPC over the unix or TCP socket)
-//! for the plug path: remove a stale port, add the DHCP port, ask whether a
-//! bridge exists.
+//! for the plug path: remove a stale port, add the DHCP port (the bridge is
+//! checked in the same transaction).
 //!
 //! Each `ovs-vsctl` run is a new process that loads every bridge, port and
 //! interface before it acts; in a full sync of 200 networks those runs were
 //! the largest CPU cost after ovs-vswitchd itself. Here one connection stays
-//! open and a transaction is one round trip. As ovs-vsctl does (and as
-//! Neutron's native OVSDB interface does), a change bumps `next_cfg` in the
-//! same transaction and is done when ovs-vswitchd reports it in `cur_cfg`.
+//! open and a transaction is one round trip. As ovs-vsctl does, a change
+//! bumps `next_cfg` in the same transaction and is done when ovs-vswitchd
+//! reports it in `cur_cfg`.
 
 use std::io;
 use std::path::PathBuf;

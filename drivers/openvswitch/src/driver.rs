@@ -142,10 +142,14 @@ impl OvsDriver {
             let context = format!("plug {dev} (port {}): {what}", spec.port_id);
             move |e: leasehold_netlink::Error| e.into_driver_error(&context)
         };
+        // Where a plug's time goes, for the debug log (milliseconds).
+        let started = tokio::time::Instant::now();
+        let ms = |since: tokio::time::Instant| since.elapsed().as_secs_f64() * 1e3;
         let root = Handle::open(None).await.map_err(err("open"))?;
         // Neutron's replace_port, first transaction: drop a stale port of
         // that name; then any other device of that name in the root namespace.
         self.ovsdb.del_port(dev).await?;
+        let stale_removed = ms(started);
         if root
             .delete_link(dev)
             .await
@@ -156,8 +160,12 @@ impl OvsDriver {
                 "removed a stale device of the same name in the root namespace"
             );
         }
+        let t = tokio::time::Instant::now();
         self.add_port(bridge, dev, spec, true).await?;
+        let add_port = ms(t);
+        let t = tokio::time::Instant::now();
         Self::wait_for(&root, dev).await?;
+        let appear = ms(t);
         // The MAC is set while the device is still in the root namespace.
         root.set_mac(dev, spec.mac.value().0)
             .await
@@ -176,6 +184,14 @@ impl OvsDriver {
             inner.set_mtu(dev, mtu).await.map_err(err("set MTU"))?;
         }
         inner.set_up(dev).await.map_err(err("up"))?;
+        tracing::debug!(
+            device = dev,
+            total_ms = ms(started),
+            stale_port_ms = stale_removed,
+            add_port_and_vswitchd_ms = add_port,
+            device_appears_ms = appear,
+            "plugged"
+        );
         Ok(())
     }
 

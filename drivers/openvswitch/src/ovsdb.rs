@@ -36,7 +36,12 @@ pub enum Target {
     /// `unix:PATH`.
     Unix(PathBuf),
     /// `tcp:HOST:PORT` (`tcp:[::1]:6640` for IPv6).
-    Tcp(String),
+    Tcp {
+        /// Name or address, without brackets.
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
 }
 
 impl Target {
@@ -51,12 +56,19 @@ impl Target {
         if let Some(path) = text.strip_prefix("unix:").filter(|p| !p.is_empty()) {
             return Ok(Target::Unix(PathBuf::from(path)));
         }
-        if let Some(addr) = text.strip_prefix("tcp:").filter(|a| a.contains(':')) {
-            return Ok(Target::Tcp(addr.replace(['[', ']'], "")));
-        }
-        Err(DriverError::Failed(format!(
-            "[OVS] ovsdb_connection {text:?}: only unix:PATH and tcp:HOST:PORT are supported"
-        )))
+        let tcp = text.strip_prefix("tcp:").and_then(|addr| {
+            let (host, port) = addr.rsplit_once(':')?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            Some(Target::Tcp {
+                host: host.to_string(),
+                port: port.parse().ok().filter(|_| !host.is_empty())?,
+            })
+        });
+        tcp.ok_or_else(|| {
+            DriverError::Failed(format!(
+                "[OVS] ovsdb_connection {text:?}: only unix:PATH and tcp:HOST:PORT are supported"
+            ))
+        })
     }
 }
 
@@ -76,12 +88,8 @@ impl Connection {
     async fn open(target: &Target) -> io::Result<Connection> {
         let stream: Box<dyn Stream> = match target {
             Target::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
-            Target::Tcp(addr) => {
-                let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "6640"));
-                let port: u16 = port.parse().map_err(|_| {
-                    io::Error::new(io::ErrorKind::InvalidInput, format!("bad port in {addr:?}"))
-                })?;
-                Box::new(tokio::net::TcpStream::connect((host, port)).await?)
+            Target::Tcp { host, port } => {
+                Box::new(tokio::net::TcpStream::connect((host.as_str(), *port)).await?)
             }
         };
         Ok(Connection {
@@ -364,7 +372,8 @@ impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Target::Unix(path) => write!(f, "unix:{}", path.display()),
-            Target::Tcp(addr) => write!(f, "tcp:{addr}"),
+            Target::Tcp { host, port } if host.contains(':') => write!(f, "tcp:[{host}]:{port}"),
+            Target::Tcp { host, port } => write!(f, "tcp:{host}:{port}"),
         }
     }
 }
@@ -427,14 +436,21 @@ mod tests {
             Target::parse(Some("unix:/run/ovs/db.sock")).unwrap(),
             Target::Unix("/run/ovs/db.sock".into())
         );
+        let tcp = |host: &str| Target::Tcp {
+            host: host.into(),
+            port: 6640,
+        };
         assert_eq!(
             Target::parse(Some("tcp:127.0.0.1:6640")).unwrap(),
-            Target::Tcp("127.0.0.1:6640".into())
+            tcp("127.0.0.1")
         );
-        assert_eq!(
-            Target::parse(Some("tcp:[::1]:6640")).unwrap(),
-            Target::Tcp("::1:6640".into())
-        );
+        assert_eq!(Target::parse(Some("tcp:[::1]:6640")).unwrap(), tcp("::1"));
+        assert_eq!(tcp("::1").to_string(), "tcp:[::1]:6640");
+        // A bad port is refused when the driver is made, not at each connect.
+        for bad in ["tcp:127.0.0.1:ovsdb", "tcp:127.0.0.1", "tcp::6640"] {
+            let err = Target::parse(Some(bad)).unwrap_err();
+            assert!(err.to_string().contains(bad), "{err}");
+        }
         let err = Target::parse(Some("ssl:127.0.0.1:6640")).unwrap_err();
         assert!(err.to_string().contains("ssl:127.0.0.1:6640"), "{err}");
         assert!(Target::parse(Some("unix:")).is_err());

@@ -475,27 +475,23 @@ fn measure(
         }
         std::thread::sleep(Duration::from_secs(3));
         let single = (sizes.ports, 1);
-        let bulk = (sizes.ports, BULK);
-        let one = storm(
-            setup,
-            &agent,
-            std::slice::from_ref(&nets.one.id),
-            0,
-            single,
-            |i| nets.one.target(i),
-        )?;
+        // All ports on one dual-stack network.
+        let on_one = |net: &DualStack, storm_no, mode| {
+            storm(
+                setup,
+                &agent,
+                std::slice::from_ref(&net.id),
+                storm_no,
+                mode,
+                |i| net.target(i),
+            )
+        };
+        let one = on_one(&nets.one, 0, single)?;
         // One port per network in turn: what arrives together is spread.
         let spread = storm(setup, &agent, &nets.spread, 1, single, |i| {
             (nets.spread[i % nets.spread.len()].clone(), Value::Null)
         })?;
-        let bulk_one = storm(
-            setup,
-            &agent,
-            std::slice::from_ref(&nets.bulk_one.id),
-            2,
-            bulk,
-            |i| nets.bulk_one.target(i),
-        )?;
+        let bulk_one = on_one(&nets.bulk_one, 2, (sizes.ports, BULK))?;
         let release = lease_release(kind, setup, agent, &nets, &dir)?;
         eprintln!(
             "  {}: {} IPv4 leases released {} after the first delete, {} after the last",

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use leasehold_testkit::{privileged, sh_quiet, wait_for, Client};
+use leasehold_testkit::{kill_pid_file, privileged, sh_quiet, wait_for, Client};
 use serde_json::json;
 
 /// Answers each request on the metadata socket with the network id header it carried.
@@ -166,15 +166,7 @@ impl Drop for Cleanup {
                 .join(format!("{}.pid.haproxy", self.0)),
             self.1.join("dhcp").join(&self.0).join("pid"),
         ] {
-            if let Some(pid) = std::fs::read_to_string(&pid_file)
-                .ok()
-                .and_then(|p| p.trim().parse::<i32>().ok())
-            {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+            kill_pid_file(&pid_file);
         }
         sh_quiet(&["ip", "netns", "del", &format!("qdhcp-{}", self.0)]);
         sh_quiet(&["ip", "link", "del", &format!("brq{}", &self.0[..11])]);

@@ -372,7 +372,14 @@ pub fn dhclient6_once(ns: &str, dev: &str, dir: &Path, timeout_s: u32) -> Option
         .arg(dev)
         .status()
         .is_ok_and(|s| s.success());
-    if let Some(pid) = std::fs::read_to_string(&pid_file)
+    kill_pid_file(&pid_file);
+    bound.then(|| std::fs::read_to_string(&lease_file).unwrap_or_default())
+}
+
+/// SIGKILLs the process whose pid `pid_file` holds, if it names one (for
+/// cleanups: a missing file or a gone process is fine).
+pub fn kill_pid_file(pid_file: &Path) {
+    if let Some(pid) = std::fs::read_to_string(pid_file)
         .ok()
         .and_then(|t| t.trim().parse::<i32>().ok())
     {
@@ -381,7 +388,6 @@ pub fn dhclient6_once(ns: &str, dev: &str, dir: &Path, timeout_s: u32) -> Option
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-    bound.then(|| std::fs::read_to_string(&lease_file).unwrap_or_default())
 }
 
 #[cfg(test)]

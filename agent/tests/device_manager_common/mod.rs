@@ -27,7 +27,7 @@ use leasehold_linuxbridge::{bridge_name, root_device_name};
 use leasehold_netlink::{eui64_link_local, Handle, IpVersion, Netns};
 use leasehold_openvswitch::{OvsDriver, Settings};
 use leasehold_testkit::ovs::{self, vsctl};
-use leasehold_testkit::{sh, sh_quiet, Client};
+use leasehold_testkit::{kill_pid_file, sh, sh_quiet, Client};
 use serde_json::json;
 
 /// The switch the DHCP port is plugged into.
@@ -248,15 +248,7 @@ impl Drop for Harness {
         if let Some(monitor) = ProcessMonitor::shared_if_made() {
             monitor.unregister(self.net_id.as_str());
         }
-        if let Some(pid) = std::fs::read_to_string(self.pid_file())
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+        kill_pid_file(&self.pid_file());
         let root = self.root_name();
         if self.kind == Kind::Ovs {
             sh_quiet(&[

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 use leasehold_core::driver::{tap_name, DriverContext, DriverError, InterfaceDriver, PlugSpec};
 use leasehold_core::model::Id;
-use leasehold_netlink::{isolate_l2, Handle, Netns};
+use leasehold_netlink::{isolate_l2, Handle, LinkChange, Netns};
 
 /// Prefix of the namespace end, Neutron's `DEV_NAME_PREFIX` for this driver.
 pub const NS_PREFIX: &str = "ns-";
@@ -112,17 +112,16 @@ impl BridgeDriver {
             .await
             .map_err(err("enslave"))?;
 
+        // Each end in one request (see `LinkChange`).
+        let end = LinkChange::default().mtu(spec.mtu).up();
+        root.change_link(&tap, &end)
+            .await
+            .map_err(err("root end MTU, up"))?;
         let inner = Handle::open(ns).await.map_err(err("open namespace"))?;
         inner
-            .set_mac(dev, spec.mac.value().0)
+            .change_link(dev, &end.mac(spec.mac.value().0))
             .await
-            .map_err(err("set MAC"))?;
-        if let Some(mtu) = spec.mtu {
-            root.set_mtu(&tap, mtu).await.map_err(err("set MTU"))?;
-            inner.set_mtu(dev, mtu).await.map_err(err("set MTU"))?;
-        }
-        root.set_up(&tap).await.map_err(err("root end up"))?;
-        inner.set_up(dev).await.map_err(err("up"))?;
+            .map_err(err("MAC, MTU, up"))?;
         Ok(())
     }
 
@@ -166,10 +165,9 @@ impl BridgeDriver {
             .await
             .map_err(err("open namespace"))?;
         inner
-            .set_mac(dev, spec.mac.value().0)
+            .change_link(dev, &LinkChange::default().mac(spec.mac.value().0).up())
             .await
-            .map_err(err("set MAC"))?;
-        inner.set_up(dev).await.map_err(err("up"))?;
+            .map_err(err("MAC, up"))?;
         Ok(())
     }
 

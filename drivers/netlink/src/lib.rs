@@ -56,7 +56,7 @@ pub use addr::{eui64_link_local, init_l3, Address, Scope};
 pub use error::{Error, NsLabel, Result};
 pub use ethtool::{checksum_offload, disable_checksum_offload};
 pub use handle::Handle;
-pub use link::{format_mac, Link};
+pub use link::{format_mac, Link, LinkChange};
 pub use netns::{run_in, Netns, NETNS_RUN_DIR};
 pub use route::{IpVersion, Route};
 pub use sysctl::{device_key, isolate_l2, sysctl_get, sysctl_set};

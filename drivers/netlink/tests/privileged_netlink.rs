@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use ipnet::IpNet;
 use leasehold_netlink::{
     checksum_offload, disable_checksum_offload, isolate_l2, sysctl_get, sysctl_set, Handle,
-    IpVersion, Netns,
+    IpVersion, LinkChange, Netns,
 };
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -205,6 +205,38 @@ async fn veth_move_mac_mtu_up() {
     assert!(h.ensure_device_ready(&b).await.unwrap());
     assert!(!h.ensure_device_ready("nonesuch0").await.unwrap());
     assert!(h.list_links().await.unwrap().iter().any(|l| l.name == b));
+
+    // Move, MAC, MTU and up in one request: the kernel moves first, then
+    // applies the rest inside the namespace.
+    let (e, f) = (format!("lhe{t}"), format!("lhf{t}"));
+    root.add_veth(&e, &f, None).await.unwrap();
+    let _ge = RootLink(e.clone());
+    isolate_l2(None, &f).await.unwrap();
+    let mac2 = [0xfa, 0x16, 0x3e, 0x04, 0x05, 0x06];
+    let change = LinkChange::default()
+        .into_namespace(ns.name())
+        .mac(mac2)
+        .mtu(Some(1400))
+        .up();
+    root.change_link(&f, &change).await.unwrap();
+    assert!(!root.link_exists(&f).await.unwrap(), "moved away");
+    let moved = h.link(&f).await.unwrap().expect("in the namespace");
+    assert_eq!(
+        (moved.mac, moved.mtu, moved.up),
+        (Some(mac2), Some(1400), true)
+    );
+    let missing = root.change_link(&f, &change).await.unwrap_err();
+    assert!(missing.is_not_found(), "{missing}");
+    // A refused value is named in the error (a multicast MAC).
+    let refused = h
+        .change_link(&f, &LinkChange::default().mac([0x01, 0, 0x5e, 0, 0, 1]))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("set MAC of")
+            && refused.to_string().contains("01:00:5e:00:00:01"),
+        "{refused}"
+    );
 
     // Peer made directly in another namespace.
     let (c, d) = (format!("lhc{t}"), format!("lhd{t}"));

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 use leasehold_core::driver::{tap_name, DriverContext, DriverError, InterfaceDriver, PlugSpec};
 use leasehold_core::model::Id;
-use leasehold_netlink::{disable_checksum_offload, format_mac, isolate_l2, Handle, Netns};
+use leasehold_netlink::{
+    disable_checksum_offload, format_mac, isolate_l2, Handle, LinkChange, Netns,
+};
 
 use crate::ovsdb::{AddPortError, Ovsdb, PortIds, Target};
 use crate::settings::Settings;
@@ -120,17 +122,25 @@ impl OvsDriver {
         }
     }
 
-    /// Moves the device into the namespace, retrying while it is not there
-    /// yet (Neutron retries on "interface not found").
-    async fn move_to(root: &Handle, device: &str, ns: &str) -> Result<(), DriverError> {
+    /// Applies `change` (which moves the device out of the root namespace),
+    /// retrying while the device is not there yet (Neutron retries its move
+    /// on "interface not found"). Only our own look-up's "no such device"
+    /// is retried: a kernel error comes after the move may have happened
+    /// (EADDRNOTAVAIL is also a multicast MAC refused).
+    async fn move_with(
+        root: &Handle,
+        device: &str,
+        change: &LinkChange<'_>,
+    ) -> Result<(), leasehold_netlink::Error> {
         let deadline = tokio::time::Instant::now() + APPEAR_TIMEOUT;
         loop {
-            match root.set_netns(device, Some(ns)).await {
-                Ok(()) => return Ok(()),
-                Err(e) if e.is_not_found() && tokio::time::Instant::now() < deadline => {
+            match root.change_link(device, change).await {
+                Err(leasehold_netlink::Error::NoSuchDevice { .. })
+                    if tokio::time::Instant::now() < deadline =>
+                {
                     tokio::time::sleep(APPEAR_POLL).await
                 }
-                Err(e) => return Err(e.into_driver_error(&format!("move {device} to {ns}"))),
+                done => return done,
             }
         }
     }
@@ -166,30 +176,33 @@ impl OvsDriver {
         let t = tokio::time::Instant::now();
         Self::wait_for(&root, dev).await?;
         let appear = ms(t);
-        // The MAC is set while the device is still in the root namespace.
-        root.set_mac(dev, spec.mac.value().0)
-            .await
-            .map_err(err("set MAC"))?;
-        let inner = match ns {
-            Some(ns) => {
-                Self::move_to(&root, dev, ns).await?;
-                Handle::open(Some(ns))
-                    .await
-                    .map_err(err("open namespace"))?
-            }
-            None => root,
-        };
-        // MTU after the move: OVS caps the MTU of ports it still sees.
-        if let Some(mtu) = spec.mtu {
-            inner.set_mtu(dev, mtu).await.map_err(err("set MTU"))?;
+        // One request: the move, then (inside the namespace, where OVS no
+        // longer caps the MTU of a port it sees) MAC, MTU and up. Neutron
+        // sends these as four commands, the MAC first, in the root
+        // namespace; the device ends the same, and the host's rtnl lock is
+        // taken once instead of four times (see `LinkChange`).
+        let t = tokio::time::Instant::now();
+        let change = LinkChange::default()
+            .mac(spec.mac.value().0)
+            .mtu(spec.mtu)
+            .up();
+        match ns {
+            Some(ns) => Self::move_with(&root, dev, &change.into_namespace(ns))
+                .await
+                .map_err(err("move into the namespace, MAC, MTU, up"))?,
+            None => root
+                .change_link(dev, &change)
+                .await
+                .map_err(err("MAC, MTU, up"))?,
         }
-        inner.set_up(dev).await.map_err(err("up"))?;
+        let configure = ms(t);
         tracing::debug!(
             device = dev,
             total_ms = ms(started),
             stale_port_ms = stale_removed,
             add_port_and_vswitchd_ms = add_port,
             device_appears_ms = appear,
+            move_and_configure_ms = configure,
             "plugged"
         );
         Ok(())
@@ -225,22 +238,21 @@ impl OvsDriver {
             .await
             .map_err(err("isolate root end"))?;
         self.add_port(bridge, &tap, spec, false).await?;
-        let inner = Handle::open(ns).await.map_err(err("open namespace"))?;
-        inner
-            .set_mac(dev, spec.mac.value().0)
-            .await
-            .map_err(err("set MAC"))?;
-        if let Some(mtu) = spec.mtu {
-            root.set_mtu(&tap, mtu).await.map_err(err("set MTU"))?;
-            inner.set_mtu(dev, mtu).await.map_err(err("set MTU"))?;
-        }
         // Without this, DHCP replies over a userspace datapath carry
         // unfilled checksums; harmless on the kernel datapath.
         disable_checksum_offload(ns, dev)
             .await
             .map_err(err("disable checksum offload"))?;
-        root.set_up(&tap).await.map_err(err("root end up"))?;
-        inner.set_up(dev).await.map_err(err("up"))?;
+        // Each end in one request (see `LinkChange`).
+        let inner = Handle::open(ns).await.map_err(err("open namespace"))?;
+        let end = LinkChange::default().mtu(spec.mtu).up();
+        inner
+            .change_link(dev, &end.mac(spec.mac.value().0))
+            .await
+            .map_err(err("MAC, MTU, up"))?;
+        root.change_link(&tap, &end)
+            .await
+            .map_err(err("root end MTU, up"))?;
         Ok(())
     }
 

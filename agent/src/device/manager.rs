@@ -80,6 +80,15 @@ impl DeviceManager {
                 return Err(e);
             }
         };
+        // Where a setup's time goes, for the debug log (milliseconds).
+        let mut lap = tokio::time::Instant::now();
+        let mut laps = move || {
+            let now = tokio::time::Instant::now();
+            let ms = (now - lap).as_secs_f64() * 1e3;
+            lap = now;
+            ms
+        };
+        let port_ms = laps();
         let mut network = network.clone();
         network.put_port(port.clone());
         let name = self.interface.device_name(&port.id);
@@ -94,6 +103,7 @@ impl DeviceManager {
                 .sysctl(&ns, "net.ipv6.conf.default.accept_ra", "0")
                 .await?;
         }
+        let namespace_ms = laps();
         if self.host.device_ready(&ns, &name).await {
             if let Some(mtu) = network.mtu.filter(|m| *m > 0) {
                 self.host.set_mtu(&ns, &name, mtu).await?;
@@ -117,10 +127,23 @@ impl DeviceManager {
                 return Err(e.into());
             }
         }
+        let plug_ms = laps();
         let cidrs = self.device_cidrs(&network, &port);
         self.interface.init_l3(&name, &cidrs, Some(&ns)).await?;
+        let addresses_ms = laps();
         self.set_default_route(&network, &name).await?;
+        let route_ms = laps();
         self.cleanup_stale_devices(&network, Some(&port)).await?;
+        tracing::debug!(
+            network = %network.id,
+            dhcp_port_ms = port_ms,
+            namespace_ms,
+            plug_ms,
+            addresses_ms,
+            route_ms,
+            stale_devices_ms = laps(),
+            "device set up"
+        );
         let device = self.device(&network, &port);
         Ok((network, device))
     }

@@ -562,6 +562,7 @@ impl DhcpDriver for DnsmasqDriver {
         }
 
         // Fresh start: the bootstrap lease file, then the config files.
+        let files_start = tokio::time::Instant::now();
         for (name, content) in [
             ("leases", &rendered.leases),
             ("host", &rendered.hosts),
@@ -572,7 +573,16 @@ impl DhcpDriver for DnsmasqDriver {
             files::write_atomic(&path, content.as_bytes())
                 .map_err(io(format!("writing {}", path.display())))?;
         }
+        let spawn_start = tokio::time::Instant::now();
         let pid = self.spawn(spec.clone()).await?;
+        let ms =
+            |from: tokio::time::Instant, to: tokio::time::Instant| (to - from).as_secs_f64() * 1e3;
+        tracing::debug!(
+            pid,
+            files_ms = ms(files_start, spawn_start),
+            spawn_ms = ms(spawn_start, tokio::time::Instant::now()),
+            "dnsmasq started"
+        );
         self.monitor.register(spec, pid);
         Ok(())
     }

@@ -15,7 +15,8 @@ use leasehold_core::model::IpVersion;
 #[async_trait]
 pub trait HostNet: Send + Sync + std::fmt::Debug {
     /// Creates the namespace if missing (lo up, promote_secondaries on).
-    async fn ensure_namespace(&self, ns: &str) -> Result<(), DriverError>;
+    /// Returns whether it was created now, i.e. holds nothing but `lo`.
+    async fn ensure_namespace(&self, ns: &str) -> Result<bool, DriverError>;
     /// Deletes the namespace; absent is fine.
     async fn delete_namespace(&self, ns: &str) -> Result<(), DriverError>;
     /// Whether the namespace exists.

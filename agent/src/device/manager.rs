@@ -93,7 +93,11 @@ impl DeviceManager {
         network.put_port(port.clone());
         let name = self.interface.device_name(&port.id);
         let ns = namespace_of(&network.id);
-        self.host.ensure_namespace(&ns).await?;
+        // A namespace made just now holds only `lo`: no device to reuse, no
+        // route or stale device to look for. Each look skipped is a netlink
+        // request less, and during a sync every request waits behind other
+        // networks' device moves (they hold the host's rtnl lock ~20 ms each).
+        let fresh = self.host.ensure_namespace(&ns).await?;
         self.host
             .sysctl(&ns, "net.ipv4.ip_nonlocal_bind", "1")
             .await?;
@@ -104,7 +108,7 @@ impl DeviceManager {
                 .await?;
         }
         let namespace_ms = laps();
-        if self.host.device_ready(&ns, &name).await {
+        if !fresh && self.host.device_ready(&ns, &name).await {
             if let Some(mtu) = network.mtu.filter(|m| *m > 0) {
                 self.host.set_mtu(&ns, &name, mtu).await?;
             }
@@ -131,9 +135,11 @@ impl DeviceManager {
         let cidrs = self.device_cidrs(&network, &port);
         self.interface.init_l3(&name, &cidrs, Some(&ns)).await?;
         let addresses_ms = laps();
-        self.set_default_route(&network, &name).await?;
+        self.set_default_route(&network, &name, fresh).await?;
         let route_ms = laps();
-        self.cleanup_stale_devices(&network, Some(&port)).await?;
+        if !fresh {
+            self.cleanup_stale_devices(&network, Some(&port)).await?;
+        }
         tracing::debug!(
             network = %network.id,
             dhcp_port_ms = port_ms,
@@ -190,7 +196,7 @@ impl DeviceManager {
 
     /// Re-evaluates the namespace's default routes (Neutron's `update`).
     pub async fn update(&self, network: &Network, device: &str) -> Result<(), ActionError> {
-        self.set_default_route(network, device).await
+        self.set_default_route(network, device, false).await
     }
 
     /// Unplugs the device (if named) and gives the port back to the server.
@@ -267,10 +273,21 @@ impl DeviceManager {
         Ok(())
     }
 
-    async fn set_default_route(&self, network: &Network, device: &str) -> Result<(), ActionError> {
+    /// `fresh`: the namespace was made by this setup, so it has no default
+    /// route yet (none is looked up).
+    async fn set_default_route(
+        &self,
+        network: &Network,
+        device: &str,
+        fresh: bool,
+    ) -> Result<(), ActionError> {
         let ns = namespace_of(&network.id);
         for version in [IpVersion::V4, IpVersion::V6] {
-            let current = self.host.default_gateway(&ns, version).await?;
+            let current = if fresh {
+                None
+            } else {
+                self.host.default_gateway(&ns, version).await?
+            };
             match gateway_subnet(network, version) {
                 Some((subnet, gateway)) if current != Some(gateway) => {
                     if let Some(old) = current.filter(|old| !subnet.contains(old)) {

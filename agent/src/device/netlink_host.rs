@@ -31,8 +31,8 @@ async fn open(ns: &str) -> Result<Handle, DriverError> {
 
 #[async_trait]
 impl HostNet for NetlinkHost {
-    async fn ensure_namespace(&self, ns: &str) -> Result<(), DriverError> {
-        Netns::ensure(ns).await.map(drop).map_err(failed)
+    async fn ensure_namespace(&self, ns: &str) -> Result<bool, DriverError> {
+        Netns::ensure(ns).await.map_err(failed)
     }
 
     async fn delete_namespace(&self, ns: &str) -> Result<(), DriverError> {

@@ -131,6 +131,10 @@ impl Handle {
     /// Adds `cidr` to `device` with global scope (and the broadcast address for IPv4).
     pub async fn add_address(&self, device: &str, cidr: IpNet) -> Result<()> {
         let idx = self.link_index(device).await?;
+        self.add_address_at(idx, device, cidr).await
+    }
+
+    async fn add_address_at(&self, idx: u32, device: &str, cidr: IpNet) -> Result<()> {
         self.rtnetlink()
             .address()
             .add(idx, cidr.addr(), cidr.prefix_len())
@@ -179,22 +183,27 @@ impl Handle {
             })?;
         let lla = link.mac.map(|m| IpAddr::V6(eui64_link_local(m)));
         let is_lla = |a: &Address| Some(a.cidr.addr()) == lla && a.cidr.prefix_len() == 64;
-        for a in self.addresses_of(link.index, device).await? {
+        let mut present = self.addresses_of(link.index, device).await?;
+        let mut removed = false;
+        for a in present.clone() {
             let keep = is_lla(&a) || (cidrs.contains(&a.cidr) && !a.dynamic);
             if !keep {
                 tracing::debug!(device, address = %a.cidr, dynamic = a.dynamic, "init_l3: removing");
                 self.del_found(device, a).await?;
+                removed = true;
             }
         }
-        // Listed again: removing a primary IPv4 address can take its
-        // secondaries with it when promote_secondaries is off.
-        let present = self.addresses_of(link.index, device).await?;
+        // Listed again after a removal: removing a primary IPv4 address can
+        // take its secondaries with it when promote_secondaries is off.
+        if removed {
+            present = self.addresses_of(link.index, device).await?;
+        }
         for cidr in cidrs {
             if present.iter().any(|a| a.cidr == *cidr && !a.dynamic) {
                 continue;
             }
             tracing::debug!(device, address = %cidr, "init_l3: adding");
-            match self.add_address(device, *cidr).await {
+            match self.add_address_at(link.index, device, *cidr).await {
                 Err(e) if e.is_exists() => {}
                 other => other?,
             }

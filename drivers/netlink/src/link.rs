@@ -7,7 +7,7 @@ use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlag, LinkInfo, LinkMessage,
 };
 
-use crate::error::{Error, Result};
+use crate::error::{netlink_errno, Error, Result};
 use crate::handle::{nl_not_found, Handle};
 use crate::netns::open_ns;
 
@@ -284,16 +284,20 @@ impl Handle {
     }
 
     /// Applies `change` to `device` in one request. A device that is not
-    /// there is [`Error::NoSuchDevice`] (or the kernel's "not found", when it
-    /// went between the look-up and the request).
+    /// there is [`Error::NoSuchDevice`].
     pub async fn change_link(&self, device: &str, change: &LinkChange<'_>) -> Result<()> {
-        let idx = self.link_index(device).await?;
+        check_device_name(device)?;
         // Kept open until the request is done: the kernel reads the fd then.
         let ns_file = match change.namespace {
             Some(ns) => Some(open_ns(Some(ns))?),
             None => None,
         };
-        let mut req = self.rtnetlink().link().set(idx);
+        // Named, not indexed (index 0 and IFLA_IFNAME: the kernel looks the
+        // device up by name), so no look-up request goes first.
+        let mut req = self.rtnetlink().link().set(0);
+        req.message_mut()
+            .attributes
+            .push(LinkAttribute::IfName(device.to_string()));
         if let Some(f) = &ns_file {
             req = req.setns_by_fd(f.as_raw_fd());
         }
@@ -306,9 +310,13 @@ impl Handle {
         if change.up {
             req = req.up();
         }
-        req.execute()
-            .await
-            .map_err(self.nl_err(change.describe(device)))
+        match req.execute().await {
+            Err(e) if netlink_errno(&e) == Some(libc::ENODEV) => Err(Error::NoSuchDevice {
+                device: device.to_string(),
+                namespace: self.label(),
+            }),
+            done => done.map_err(self.nl_err(change.describe(device))),
+        }
     }
 
     /// Sets `device` down.

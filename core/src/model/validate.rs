@@ -8,7 +8,6 @@
 //! Level (b), one element is wrong: a fixed IP outside the subnet it names.
 //! That element is dropped and a [`Warning`] says which, so the rest is served.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::DeserializeOwned;
@@ -147,33 +146,46 @@ impl Network {
     /// A fixed IP on a subnet the network does not list is kept: the server
     /// lists only DHCP-enabled subnets, and the renderers skip it quietly.
     pub fn drop_bad_elements(&mut self) -> Vec<Warning> {
-        let cidrs: HashMap<&Id, ipnet::IpNet> = self
+        // Sorted by id for a binary search: no hashing of 36-byte ids for
+        // each of a large network's fixed IPs.
+        let mut cidrs: Vec<(&Id, ipnet::IpNet)> = self
             .subnets
             .iter()
             .chain(&self.non_local_subnets)
             .map(|s| (&s.id, *s.cidr.value()))
             .collect();
+        cidrs.sort_by(|a, b| a.0.cmp(b.0));
+        let cidr_of = |id: &Id| {
+            cidrs
+                .binary_search_by(|(k, _)| (*k).cmp(id))
+                .ok()
+                .map(|i| cidrs[i].1)
+        };
         let mut warnings = Vec::new();
         for port in &mut self.ports {
-            let mut kept = Vec::with_capacity(port.fixed_ips.len());
-            for (i, fixed) in port.fixed_ips.drain(..).enumerate() {
-                match cidrs.get(&fixed.subnet_id) {
-                    Some(cidr) if !cidr.contains(fixed.ip_address.value()) => {
-                        warnings.push(Warning {
-                            network_id: self.id.to_string(),
-                            port_id: Some(port.id.to_string()),
-                            field: format!("fixed_ips[{i}].ip_address"),
-                            value: fixed.ip_address.to_string(),
-                            reason: format!(
-                                "outside its subnet {} ({}); address left out",
-                                fixed.subnet_id, cidr
-                            ),
-                        })
-                    }
-                    _ => kept.push(fixed),
+            // In place: a port's list is only rebuilt when it loses an entry.
+            let mut i = 0;
+            port.fixed_ips.retain(|fixed| {
+                let index = i;
+                i += 1;
+                let Some(cidr) = cidr_of(&fixed.subnet_id) else {
+                    return true;
+                };
+                if cidr.contains(fixed.ip_address.value()) {
+                    return true;
                 }
-            }
-            port.fixed_ips = kept;
+                warnings.push(Warning {
+                    network_id: self.id.to_string(),
+                    port_id: Some(port.id.to_string()),
+                    field: format!("fixed_ips[{index}].ip_address"),
+                    value: fixed.ip_address.to_string(),
+                    reason: format!(
+                        "outside its subnet {} ({}); address left out",
+                        fixed.subnet_id, cidr
+                    ),
+                });
+                false
+            });
         }
         warnings
     }

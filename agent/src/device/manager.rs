@@ -72,14 +72,6 @@ impl DeviceManager {
     /// Gets the DHCP port and makes its device ready in `qdhcp-<net>` with its
     /// addresses and default route. Returns the network with the port in it.
     pub async fn setup(&self, network: &Network) -> Result<(Network, DhcpDevice), ActionError> {
-        let port = match ensure_dhcp_port(self.plugin.as_ref(), &self.settings.host, network).await
-        {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = self.cleanup_stale_devices(network, None).await;
-                return Err(e);
-            }
-        };
         // Where a setup's time goes, for the debug log (milliseconds).
         let mut lap = tokio::time::Instant::now();
         let mut laps = move || {
@@ -87,6 +79,14 @@ impl DeviceManager {
             let ms = (now - lap).as_secs_f64() * 1e3;
             lap = now;
             ms
+        };
+        let port = match ensure_dhcp_port(self.plugin.as_ref(), &self.settings.host, network).await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = self.cleanup_stale_devices(network, None).await;
+                return Err(e);
+            }
         };
         let port_ms = laps();
         let mut network = network.clone();

@@ -101,33 +101,13 @@ impl OvsDriver {
         }
     }
 
-    /// Waits until `device` shows up in the root namespace (OVS makes
-    /// internal ports asynchronously).
-    async fn wait_for(root: &Handle, device: &str) -> Result<(), DriverError> {
-        let deadline = tokio::time::Instant::now() + APPEAR_TIMEOUT;
-        loop {
-            match root.link_exists(device).await {
-                Ok(true) => return Ok(()),
-                Ok(false) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(APPEAR_POLL).await
-                }
-                Ok(false) => {
-                    return Err(DriverError::Failed(format!(
-                        "OVS internal port {device} did not appear within {}s",
-                        APPEAR_TIMEOUT.as_secs()
-                    )))
-                }
-                Err(e) => return Err(e.into_driver_error(&format!("wait for {device}"))),
-            }
-        }
-    }
-
-    /// Applies `change` (which moves the device out of the root namespace),
-    /// retrying while the device is not there yet (Neutron retries its move
-    /// on "interface not found"). Only our own look-up's "no such device"
-    /// is retried: a kernel error comes after the move may have happened
-    /// (EADDRNOTAVAIL is also a multicast MAC refused).
-    async fn move_with(
+    /// Applies `change` once the device is there: OVS makes internal ports
+    /// asynchronously (Neutron waits for the device, then retries its move
+    /// on "interface not found"). The change itself is the check, so no
+    /// look-up request goes first; only our "no such device" is retried, a
+    /// kernel error may come after the move happened (EADDRNOTAVAIL is also
+    /// a multicast MAC refused).
+    async fn change_when_present(
         root: &Handle,
         device: &str,
         change: &LinkChange<'_>,
@@ -173,9 +153,6 @@ impl OvsDriver {
         let t = tokio::time::Instant::now();
         self.add_port(bridge, dev, spec, true).await?;
         let add_port = ms(t);
-        let t = tokio::time::Instant::now();
-        Self::wait_for(&root, dev).await?;
-        let appear = ms(t);
         // One request: the move, then (inside the namespace, where OVS no
         // longer caps the MTU of a port it sees) MAC, MTU and up. Neutron
         // sends these as four commands, the MAC first, in the root
@@ -186,14 +163,18 @@ impl OvsDriver {
             .mac(spec.mac.value().0)
             .mtu(spec.mtu)
             .up();
-        match ns {
-            Some(ns) => Self::move_with(&root, dev, &change.into_namespace(ns))
-                .await
-                .map_err(err("move into the namespace, MAC, MTU, up"))?,
-            None => root
-                .change_link(dev, &change)
-                .await
-                .map_err(err("MAC, MTU, up"))?,
+        let change = match ns {
+            Some(ns) => change.into_namespace(ns),
+            None => change,
+        };
+        match Self::change_when_present(&root, dev, &change).await {
+            Err(leasehold_netlink::Error::NoSuchDevice { .. }) => {
+                return Err(DriverError::Failed(format!(
+                    "OVS internal port {dev} did not appear within {}s",
+                    APPEAR_TIMEOUT.as_secs()
+                )))
+            }
+            done => done.map_err(err("move into the namespace, MAC, MTU, up"))?,
         }
         let configure = ms(t);
         tracing::debug!(
@@ -201,8 +182,7 @@ impl OvsDriver {
             total_ms = ms(started),
             stale_port_ms = stale_removed,
             add_port_and_vswitchd_ms = add_port,
-            device_appears_ms = appear,
-            move_and_configure_ms = configure,
+            appear_move_and_configure_ms = configure,
             "plugged"
         );
         Ok(())

@@ -443,66 +443,12 @@ impl DnsmasqDriver {
             .map_err(io(format!("removing {}", spec.pid_file.display())))
     }
 
-    async fn disable_locked(&self, network_id: &Id, retain_port: bool) -> Result<(), DriverError> {
-        let spec = self.spec(
-            network_id,
-            Some(leasehold_core::namespace_of(network_id)),
-            Vec::new(),
-        );
-        let mut first_error = self.stop_locked(&spec).await.err();
-        if !retain_port {
-            let dir = self.conf_dir(network_id);
-            if let Err(e) = files::remove_dir_if_exists(&dir) {
-                let e = DriverError::io(format!("removing {}", dir.display()), e);
-                tracing::error!(network = %network_id, "{e}");
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
-    }
-
-    fn ensure_registered(&self, spec: &ProcessSpec, pid: i32) {
-        if self.monitor.registered_pid(&spec.uuid) != Some(pid) {
-            self.monitor.register(spec.clone(), pid);
-        }
-    }
-}
-
-/// Lexical normalisation as Python's `normpath`: drops `.` and folds `..`.
-fn normalize(path: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other.as_os_str()),
-        }
-    }
-    out
-}
-
-fn has_dhcp_subnet(network: &Network) -> bool {
-    network.subnets.iter().any(|s| s.enable_dhcp)
-}
-
-/// Whether a directory name is a UUID (Neutron's `is_uuid_like` on conf dirs).
-fn is_uuid_like(name: &str) -> bool {
-    let b = name.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
-}
-
-#[async_trait]
-impl DhcpDriver for DnsmasqDriver {
-    #[tracing::instrument(skip_all, fields(network = %network.id))]
-    async fn enable(&self, network: &Network, device: &DhcpDevice) -> Result<(), DriverError> {
-        let _guard = self.monitor.lock_network(network.id.as_str()).await;
+    /// [`DhcpDriver::enable`] with the network's lock held.
+    async fn enable_locked(
+        &self,
+        network: &Network,
+        device: &DhcpDevice,
+    ) -> Result<(), DriverError> {
         if !has_dhcp_subnet(network) {
             let spec = self.spec(&network.id, device.namespace.clone(), Vec::new());
             return self.stop_locked(&spec).await;
@@ -585,6 +531,107 @@ impl DhcpDriver for DnsmasqDriver {
         );
         self.monitor.register(spec, pid);
         Ok(())
+    }
+
+    /// Writes the pid file of this network's dnsmasq when one runs that the
+    /// file does not name ([`process::find_orphan`]); returns its pid.
+    fn restore_orphan_pid_file(&self, network_id: &Id, namespace: Option<String>) -> Option<i32> {
+        let spec = self.spec(network_id, namespace, Vec::new());
+        let pid = process::find_orphan(&spec)?;
+        let written = files::ensure_dir(&self.conf_dir(network_id))
+            .and_then(|()| files::write_atomic(&spec.pid_file, format!("{pid}\n").as_bytes()));
+        match written {
+            Ok(()) => Some(pid),
+            Err(e) => {
+                tracing::warn!(pid, error = %e, "could not restore the pid file of a running dnsmasq");
+                None
+            }
+        }
+    }
+
+    async fn disable_locked(&self, network_id: &Id, retain_port: bool) -> Result<(), DriverError> {
+        let spec = self.spec(
+            network_id,
+            Some(leasehold_core::namespace_of(network_id)),
+            Vec::new(),
+        );
+        if process::find_running(&spec).is_none() {
+            // Else a dnsmasq running without its pid file outlives the network.
+            if let Some(pid) = self.restore_orphan_pid_file(network_id, spec.namespace.clone()) {
+                tracing::warn!(
+                    pid,
+                    "found this network's dnsmasq running without its pid file; stopping it"
+                );
+            }
+        }
+        let mut first_error = self.stop_locked(&spec).await.err();
+        if !retain_port {
+            let dir = self.conf_dir(network_id);
+            if let Err(e) = files::remove_dir_if_exists(&dir) {
+                let e = DriverError::io(format!("removing {}", dir.display()), e);
+                tracing::error!(network = %network_id, "{e}");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn ensure_registered(&self, spec: &ProcessSpec, pid: i32) {
+        if self.monitor.registered_pid(&spec.uuid) != Some(pid) {
+            self.monitor.register(spec.clone(), pid);
+        }
+    }
+}
+
+/// Lexical normalisation as Python's `normpath`: drops `.` and folds `..`.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+fn has_dhcp_subnet(network: &Network) -> bool {
+    network.subnets.iter().any(|s| s.enable_dhcp)
+}
+
+/// Whether a directory name is a UUID (Neutron's `is_uuid_like` on conf dirs).
+fn is_uuid_like(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+#[async_trait]
+impl DhcpDriver for DnsmasqDriver {
+    #[tracing::instrument(skip_all, fields(network = %network.id))]
+    async fn enable(&self, network: &Network, device: &DhcpDevice) -> Result<(), DriverError> {
+        let _guard = self.monitor.lock_network(network.id.as_str()).await;
+        match self.enable_locked(network, device).await {
+            // A dnsmasq of this network whose pid file is gone still holds
+            // the namespace's DHCP and DNS sockets, so a new one cannot bind
+            // ("Address already in use"). Give it its pid file back and try
+            // once more: it is then adopted, or restarted if its argv differs.
+            Err(e) => match self.restore_orphan_pid_file(&network.id, device.namespace.clone()) {
+                Some(pid) => {
+                    tracing::warn!(pid, error = %e, "found this network's dnsmasq running without its pid file; taking it over");
+                    self.enable_locked(network, device).await
+                }
+                None => Err(e),
+            },
+            done => done,
+        }
     }
 
     #[tracing::instrument(skip_all, fields(network = %network_id))]

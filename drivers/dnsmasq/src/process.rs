@@ -540,6 +540,20 @@ pub fn find_running(spec: &ProcessSpec) -> Option<Running> {
     Some(Running { pidfd })
 }
 
+/// A live process of `spec` that its pid file does not name (the file was
+/// removed with the state directory, or names another process): found by
+/// its argv, which names our pid file ([`ProcessSpec::is_ours`]). Scans
+/// `/proc`, so it is for the rare paths: after a start failed, and on
+/// disable.
+pub fn find_orphan(spec: &ProcessSpec) -> Option<i32> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| Some(pid) != spec.pid())
+        .find(|&pid| spec.is_ours(pid))
+}
+
 /// Sends `signal` to a running process of `spec`, through the kill script
 /// (`<kill_scripts_path>/<service>-kill <sig> <pid>`) when one exists, as
 /// Neutron does. `Ok(false)` when it had already exited.

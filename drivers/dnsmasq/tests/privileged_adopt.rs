@@ -127,3 +127,44 @@ async fn pid_file_naming_an_unrelated_process_never_kills_it() {
     let _ = plain.wait();
     let _ = sneaky.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dnsmasq_running_without_its_pid_file_is_taken_over_and_stopped_on_disable() {
+    if !privileged("dnsmasq_running_without_its_pid_file_is_taken_over_and_stopped_on_disable") {
+        return;
+    }
+    let fx = Fixture::new(false);
+    fx.set_client_mac(MAC_A);
+    let net = fx.network(vec![port(1, MAC_A, "198.51.100.90")], false);
+    let pid = {
+        let mon = monitor();
+        let driver = fx.driver(ReloadByRestart::Auto, &mon);
+        driver.enable(&net, &fx.device()).await.unwrap();
+        fx.dnsmasq_pid().unwrap()
+    };
+    // The state directory's pid file is wiped while dnsmasq runs; a new
+    // start could not bind (the old process holds the sockets).
+    std::fs::remove_file(fx.conf_file("pid")).unwrap();
+    let mon = monitor();
+    let driver = fx.driver(ReloadByRestart::Auto, &mon);
+    driver.enable(&net, &fx.device()).await.unwrap();
+    assert_eq!(fx.dnsmasq_pid(), Some(pid), "pid file not given back");
+    assert!(process::is_active(pid, &fx.net_id));
+    assert_eq!(mon.counters().snapshot().adoptions, 1);
+    assert_eq!(
+        fx.udhcpc_once(5, 1).expect("no lease").get("ip"),
+        "198.51.100.90"
+    );
+
+    // Wiped again, then the network goes: the process goes with it.
+    std::fs::remove_file(fx.conf_file("pid")).unwrap();
+    driver.disable(&fx.id(), false).await.unwrap();
+    let t0 = std::time::Instant::now();
+    while process::is_active(pid, &fx.net_id) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "dnsmasq outlived its network"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -7,7 +7,8 @@
 //! * [`Handle`]: one rtnetlink connection per namespace, its socket created
 //!   on a thread that entered the namespace, then used from async code:
 //!   links ([`Handle::add_veth`], [`Handle::add_bridge`], [`Handle::set_netns`],
-//!   [`Handle::set_mac`], [`Handle::set_mtu`], [`Handle::set_up`],
+//!   [`Handle::change_link`] with a [`LinkChange`] (move, MAC, MTU and up in
+//!   one request), [`Handle::set_mac`], [`Handle::set_mtu`], [`Handle::set_up`],
 //!   [`Handle::delete_link`], [`Handle::list_links`]…), addresses
 //!   ([`Handle::addresses`], [`Handle::add_address`], [`Handle::del_address`],
 //!   [`Handle::init_l3`]) and routes ([`Handle::default_gateway`],
@@ -25,13 +26,13 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), leasehold_netlink::Error> {
-//! use leasehold_netlink::{Handle, Netns};
+//! use leasehold_netlink::{Handle, LinkChange, Netns};
 //! Netns::ensure("qdhcp-demo").await?;
 //! let root = Handle::open(None).await?;
 //! root.add_veth("tapdemo", "ns-demo", Some("qdhcp-demo")).await?;
 //! let ns = Handle::open(Some("qdhcp-demo")).await?;
-//! ns.set_mac("ns-demo", [0xfa, 0x16, 0x3e, 0, 0, 1]).await?;
-//! ns.set_up("ns-demo").await?;
+//! let ready = LinkChange::default().mac([0xfa, 0x16, 0x3e, 0, 0, 1]).up();
+//! ns.change_link("ns-demo", &ready).await?;
 //! ns.init_l3("ns-demo", &["198.51.100.2/24".parse().unwrap()]).await?;
 //! # Ok(()) }
 //! ```

@@ -54,11 +54,23 @@ fn level(debug: bool) -> &'static str {
     }
 }
 
+/// The filter for `RUST_LOG` (`None`: unset): the variable as given, with
+/// netlink-packet-route's noise kept out unless the variable names that
+/// crate itself; unset, the level `debug` chooses.
+fn filter_text(rust_log: Option<&str>, debug: bool) -> String {
+    match rust_log.map(str::trim) {
+        Some(text) if text.contains("netlink_packet_route") => text.to_string(),
+        Some(text) if !text.is_empty() => format!("{text},netlink_packet_route=error"),
+        _ => level(debug).to_string(),
+    }
+}
+
 /// Installs the global subscriber; `RUST_LOG` overrides the level.
 pub fn init(format: LogFormat, settings: &LogSettings) -> anyhow::Result<LogControl> {
-    let from_env = std::env::var_os("RUST_LOG").is_some();
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level(settings.debug)));
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let from_env = rust_log.is_some();
+    let filter = EnvFilter::try_new(filter_text(rust_log.as_deref(), settings.debug))
+        .unwrap_or_else(|_| EnvFilter::new(level(settings.debug)));
     let writer = match &settings.file {
         None => BoxMakeWriter::new(std::io::stderr),
         Some(path) => {
@@ -121,5 +133,27 @@ impl std::io::Write for Tee {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         std::io::stderr().flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rust_log_is_kept_with_the_netlink_noise_filtered_unless_it_asks_for_it() {
+        assert_eq!(filter_text(None, false), "info,netlink_packet_route=error");
+        assert_eq!(
+            filter_text(Some(" "), true),
+            "debug,netlink_packet_route=error"
+        );
+        assert_eq!(
+            filter_text(Some("debug"), false),
+            "debug,netlink_packet_route=error"
+        );
+        assert_eq!(
+            filter_text(Some("info,netlink_packet_route=warn"), false),
+            "info,netlink_packet_route=warn"
+        );
     }
 }

@@ -183,15 +183,16 @@ impl Handle {
             })?;
         let lla = link.mac.map(|m| IpAddr::V6(eui64_link_local(m)));
         let is_lla = |a: &Address| Some(a.cidr.addr()) == lla && a.cidr.prefix_len() == 64;
-        let mut present = self.addresses_of(link.index, device).await?;
+        let mut present = Vec::new();
         let mut removed = false;
-        for a in present.clone() {
-            let keep = is_lla(&a) || (cidrs.contains(&a.cidr) && !a.dynamic);
-            if !keep {
-                tracing::debug!(device, address = %a.cidr, dynamic = a.dynamic, "init_l3: removing");
-                self.del_found(device, a).await?;
-                removed = true;
+        for a in self.addresses_of(link.index, device).await? {
+            if is_lla(&a) || (cidrs.contains(&a.cidr) && !a.dynamic) {
+                present.push(a);
+                continue;
             }
+            tracing::debug!(device, address = %a.cidr, dynamic = a.dynamic, "init_l3: removing");
+            self.del_found(device, a).await?;
+            removed = true;
         }
         // Listed again after a removal: removing a primary IPv4 address can
         // take its secondaries with it when promote_secondaries is off.

@@ -533,12 +533,15 @@ impl DnsmasqDriver {
         Ok(())
     }
 
-    /// Writes the pid file of this network's dnsmasq when one runs that the
-    /// file does not name ([`process::find_orphan`]); returns its pid.
-    fn restore_orphan_pid_file(&self, network_id: &Id, namespace: Option<String>) -> Option<i32> {
-        let spec = self.spec(network_id, namespace, Vec::new());
-        let pid = process::find_orphan(&spec)?;
-        let written = files::ensure_dir(&self.conf_dir(network_id))
+    /// Writes the pid file of `spec` when a process of it runs that the file
+    /// does not name ([`process::find_orphan`]); returns its pid.
+    fn restore_orphan_pid_file(spec: &ProcessSpec) -> Option<i32> {
+        let pid = process::find_orphan(spec)?;
+        // The pid file lives in the network's directory, which may be gone.
+        let written = spec
+            .pid_file
+            .parent()
+            .map_or(Ok(()), files::ensure_dir)
             .and_then(|()| files::write_atomic(&spec.pid_file, format!("{pid}\n").as_bytes()));
         match written {
             Ok(()) => Some(pid),
@@ -557,7 +560,7 @@ impl DnsmasqDriver {
         );
         if process::find_running(&spec).is_none() {
             // Else a dnsmasq running without its pid file outlives the network.
-            if let Some(pid) = self.restore_orphan_pid_file(network_id, spec.namespace.clone()) {
+            if let Some(pid) = Self::restore_orphan_pid_file(&spec) {
                 tracing::warn!(
                     pid,
                     "found this network's dnsmasq running without its pid file; stopping it"
@@ -618,19 +621,20 @@ impl DhcpDriver for DnsmasqDriver {
     #[tracing::instrument(skip_all, fields(network = %network.id))]
     async fn enable(&self, network: &Network, device: &DhcpDevice) -> Result<(), DriverError> {
         let _guard = self.monitor.lock_network(network.id.as_str()).await;
-        match self.enable_locked(network, device).await {
-            // A dnsmasq of this network whose pid file is gone still holds
-            // the namespace's DHCP and DNS sockets, so a new one cannot bind
-            // ("Address already in use"). Give it its pid file back and try
-            // once more: it is then adopted, or restarted if its argv differs.
-            Err(e) => match self.restore_orphan_pid_file(&network.id, device.namespace.clone()) {
-                Some(pid) => {
-                    tracing::warn!(pid, error = %e, "found this network's dnsmasq running without its pid file; taking it over");
-                    self.enable_locked(network, device).await
-                }
-                None => Err(e),
-            },
-            done => done,
+        let Err(e) = self.enable_locked(network, device).await else {
+            return Ok(());
+        };
+        // A dnsmasq of this network whose pid file is gone still holds the
+        // namespace's DHCP and DNS sockets, so a new one cannot bind
+        // ("Address already in use"). Give it its pid file back and try once
+        // more: it is then adopted, or restarted if its argv differs.
+        let spec = self.spec(&network.id, device.namespace.clone(), Vec::new());
+        match Self::restore_orphan_pid_file(&spec) {
+            Some(pid) => {
+                tracing::warn!(pid, error = %e, "found this network's dnsmasq running without its pid file; taking it over");
+                self.enable_locked(network, device).await
+            }
+            None => Err(e),
         }
     }
 

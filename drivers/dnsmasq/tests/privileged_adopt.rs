@@ -8,12 +8,22 @@ use std::process::Command;
 use std::time::Duration;
 
 use leasehold_core::driver::DhcpDriver;
+use leasehold_core::model::Network;
 use leasehold_dnsmasq::driver::ReloadByRestart;
 use leasehold_dnsmasq::process;
 use privileged_fixture::{monitor, port, privileged, Fixture};
 
 const MAC_A: &str = "fa:16:3e:ad:00:01";
 const MAC_B: &str = "fa:16:3e:ad:00:02";
+
+/// Starts the network's dnsmasq with a driver and monitor that are then
+/// dropped (the agent "exits"); returns the pid left running.
+async fn started_by_an_agent_that_exits(fx: &Fixture, net: &Network) -> i32 {
+    let mon = monitor();
+    let driver = fx.driver(ReloadByRestart::Auto, &mon);
+    driver.enable(net, &fx.device()).await.unwrap();
+    fx.dnsmasq_pid().unwrap()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_driver_adopts_running_dnsmasq_and_reloads_only_on_change() {
@@ -23,13 +33,7 @@ async fn new_driver_adopts_running_dnsmasq_and_reloads_only_on_change() {
     let fx = Fixture::new(false);
     fx.set_client_mac(MAC_A);
     let net = fx.network(vec![port(1, MAC_A, "198.51.100.70")], false);
-    let pid = {
-        let mon = monitor();
-        let driver = fx.driver(ReloadByRestart::Auto, &mon);
-        driver.enable(&net, &fx.device()).await.unwrap();
-        fx.dnsmasq_pid().unwrap()
-        // driver and monitor dropped here: the agent "exits".
-    };
+    let pid = started_by_an_agent_that_exits(&fx, &net).await;
     assert!(process::is_active(pid, &fx.net_id));
     let lease_before = std::fs::read(fx.conf_file("leases")).unwrap();
 
@@ -136,12 +140,7 @@ async fn dnsmasq_running_without_its_pid_file_is_taken_over_and_stopped_on_disab
     let fx = Fixture::new(false);
     fx.set_client_mac(MAC_A);
     let net = fx.network(vec![port(1, MAC_A, "198.51.100.90")], false);
-    let pid = {
-        let mon = monitor();
-        let driver = fx.driver(ReloadByRestart::Auto, &mon);
-        driver.enable(&net, &fx.device()).await.unwrap();
-        fx.dnsmasq_pid().unwrap()
-    };
+    let pid = started_by_an_agent_that_exits(&fx, &net).await;
     // The state directory's pid file is wiped while dnsmasq runs; a new
     // start could not bind (the old process holds the sockets).
     std::fs::remove_file(fx.conf_file("pid")).unwrap();

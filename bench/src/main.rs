@@ -4,6 +4,7 @@
 
 mod agents;
 mod machine;
+mod memory;
 mod observe;
 mod render;
 mod stage;
@@ -47,6 +48,16 @@ enum What {
         #[arg(long)]
         leasehold_only: bool,
     },
+    /// Memory (and the node-reboot sync) at a larger size than `sync`:
+    /// each agent syncs the same networks once and its RSS is read.
+    Memory {
+        /// Networks to make (each with one subnet and three ports).
+        #[arg(long, default_value_t = 1000)]
+        networks: usize,
+        /// Only Leasehold, not the reference.
+        #[arg(long)]
+        leasehold_only: bool,
+    },
     /// Event storm (1,000 port creates on one network and over 100) and the
     /// lease release of 1,000 deleted ports, on a real neutron-server.
     Storm {
@@ -81,6 +92,17 @@ fn main() -> Result<()> {
     {
         let which: &[agents::Kind] = if leasehold_only { &both[..1] } else { &both };
         sync::run(&mut table, &venv, networks, which)?;
+    }
+    if all {
+        memory::run(&mut table, &venv, if cli.quick { 50 } else { 1000 }, &both)?;
+    }
+    if let What::Memory {
+        networks,
+        leasehold_only,
+    } = cli.what
+    {
+        let which: &[agents::Kind] = if leasehold_only { &both[..1] } else { &both };
+        memory::run(&mut table, &venv, networks, which)?;
     }
     let storm_sizes = if cli.quick {
         storm::Sizes {

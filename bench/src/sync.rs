@@ -24,6 +24,10 @@ use crate::agents::{
 use crate::stage::Stage;
 use crate::table::{mib, secs, Row, Table};
 
+/// How long after its sync an agent's memory is read: the first state
+/// reports and any post-sync work settle first.
+pub const SETTLE: Duration = Duration::from_secs(3);
+
 /// Ports made per network (besides the DHCP port).
 const PORTS_PER_NETWORK: usize = 3;
 
@@ -111,7 +115,7 @@ fn converged(agent: &Agent, nets: &[Net]) -> Option<BTreeMap<String, i32>> {
 }
 
 /// Waits for convergence and `syncs` full syncs completed by this agent; time from `start`.
-fn wait_converged(
+pub fn wait_converged(
     agent: &Agent,
     nets: &[Net],
     syncs: usize,
@@ -143,7 +147,7 @@ fn wait_converged(
 
 /// RSS of the agent: its own process, and with helper processes it
 /// started (the reference's privsep daemons), dnsmasq excluded.
-fn agent_rss(agent: &Agent) -> (u64, u64) {
+pub fn agent_rss(agent: &Agent) -> (u64, u64) {
     let Some(pid) = agent.pid() else {
         return (0, 0);
     };
@@ -227,8 +231,7 @@ fn measure(kind: Kind, setup: &Setup<'_>, nets: &[Net], work: &Path) -> Result<F
             kind.name(),
             secs(sync)
         );
-        // Let the first state reports and any post-sync work settle.
-        std::thread::sleep(Duration::from_secs(3));
+        std::thread::sleep(SETTLE);
         let (rss, rss_total) = agent_rss(&agent);
         agent.stop();
 

@@ -14,7 +14,8 @@ use anyhow::Result;
 use crate::agents::{clean, Agent, Kind, Setup};
 use crate::stage::Stage;
 use crate::sync::{
-    agent_rss, create_networks, delete_dhcp_ports, purge_agent_queues, wait_converged, Net, SETTLE,
+    agent_rss, create_networks, delete_dhcp_ports, purge_agent_queues, push_memory_rows,
+    wait_converged, Net, SETTLE,
 };
 use crate::table::{mib, secs, Row, Table};
 
@@ -94,26 +95,12 @@ pub fn run(table: &mut Table, venv: &Path, n: usize, which: &[Kind]) -> Result<(
     let ours = figs.get(Kind::Leasehold.name());
     let theirs = figs.get(Kind::Reference.name());
     let both = |g: fn(&Figures) -> f64| (ours.map(g), theirs.map(g));
-    let (o, t) = both(|f| f.rss as f64);
-    table.push(Row::lower_is_better(
-        format!("memory, {n} networks (after a node-reboot sync): RSS of the agent process"),
-        o,
-        t,
-        mib,
-        "≤ 1/5 (≥ 5×)",
-        Some(5.0),
-    ));
-    let (o, t) = both(|f| f.rss_total as f64);
-    table.push(Row::lower_is_better(
-        format!(
-            "memory, {n} networks: RSS with helper processes (privsep daemons), dnsmasq excluded"
-        ),
-        o,
-        t,
-        mib,
-        "≤ 1/5 (≥ 5×)",
-        Some(5.0),
-    ));
+    push_memory_rows(
+        table,
+        &format!("{n} networks (after a node-reboot sync)"),
+        ours.map(|f| (f.rss, f.rss_total)),
+        theirs.map(|f| (f.rss, f.rss_total)),
+    );
     let (o, t) = both(|f| f.reboot);
     table.push(Row::lower_is_better(
         format!("full sync after a node reboot, {n} networks (DHCP ports exist on the server, nothing local)"),

@@ -480,25 +480,38 @@ pub fn run(table: &mut Table, venv: &Path, n: usize, which: &[Kind]) -> Result<(
         ours.map(|f| f.reconnect_restarted),
         theirs.map(|f| f.reconnect_restarted),
     ));
-    let (o, t) = both(|f| f.rss as f64);
-    table.push(Row::lower_is_better(
-        format!("memory, {n} networks: RSS of the agent process"),
-        o,
-        t,
-        mib,
-        "≤ 1/5 (≥ 5×)",
-        Some(5.0),
-    ));
-    let (o, t) = both(|f| f.rss_total as f64);
-    table.push(Row::lower_is_better(
-        format!(
-            "memory, {n} networks: RSS with helper processes (privsep daemons), dnsmasq excluded"
-        ),
-        o,
-        t,
-        mib,
-        "≤ 1/5 (≥ 5×)",
-        Some(5.0),
-    ));
+    push_memory_rows(
+        table,
+        &format!("{n} networks"),
+        ours.map(|f| (f.rss, f.rss_total)),
+        theirs.map(|f| (f.rss, f.rss_total)),
+    );
     Ok(())
+}
+
+/// The two memory rows for `size` ("200 networks"): RSS of the agent
+/// process, and with its helper processes; each side `(own, with helpers)` in KiB.
+pub fn push_memory_rows(
+    table: &mut Table,
+    size: &str,
+    ours: Option<(u64, u64)>,
+    theirs: Option<(u64, u64)>,
+) {
+    let kib = |side: Option<(u64, u64)>, pick: fn((u64, u64)) -> u64| side.map(|s| pick(s) as f64);
+    table.push(Row::lower_is_better(
+        format!("memory, {size}: RSS of the agent process"),
+        kib(ours, |s| s.0),
+        kib(theirs, |s| s.0),
+        mib,
+        "≤ 1/5 (≥ 5×)",
+        Some(5.0),
+    ));
+    table.push(Row::lower_is_better(
+        format!("memory, {size}: RSS with helper processes (privsep daemons), dnsmasq excluded"),
+        kib(ours, |s| s.1),
+        kib(theirs, |s| s.1),
+        mib,
+        "≤ 1/5 (≥ 5×)",
+        Some(5.0),
+    ));
 }

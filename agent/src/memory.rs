@@ -14,3 +14,22 @@ pub fn release_free_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// Logs glibc's heap figures at debug level: how much of the heap is in
+/// use and how much is free but kept (fragmentation), after `when`.
+pub fn log_heap(when: &str) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's counters.
+        let m = unsafe { libc::mallinfo2() };
+        tracing::debug!(
+            in_use_kib = m.uordblks / 1024,
+            free_kib = m.fordblks / 1024,
+            from_system_kib = m.arena / 1024,
+            mmapped_kib = m.hblkhd / 1024,
+            "heap {when}"
+        );
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = when;
+}

@@ -127,7 +127,9 @@ impl Dispatcher {
             "synchronizing state complete"
         );
         if only.is_none() {
+            crate::memory::log_heap("after a full sync");
             crate::memory::release_free_memory();
+            crate::memory::log_heap("after trimming");
         }
         Ok(())
     }

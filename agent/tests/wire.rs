@@ -1,6 +1,6 @@
 //! Our requests are byte-identical to what neutron-dhcp-agent 29 sends (captured in shared/wire-samples).
 
-use leasehold_agent::rabbit::envelope::{decode, encode_request, parse_reply, CallIds, Context};
+use leasehold_agent::rabbit::envelope::{decode, decode_reply, encode_request, CallIds, Context};
 
 use leasehold_testkit::shared;
 
@@ -55,7 +55,7 @@ fn captured_replies_decode() {
     ] {
         let s = sample(name);
         let raw = s["reply"]["body_raw_verbatim"].as_str().unwrap();
-        let reply = parse_reply(decode(raw.as_bytes()).unwrap()).unwrap();
+        let reply = decode_reply(raw.as_bytes()).unwrap();
         let request = decode(
             s["request"]["body_raw_verbatim"]
                 .as_str()

@@ -5,6 +5,9 @@
 //! call ids and the caller's context as `_context_*` keys; replies carry
 //! `result` or `failure`. We write the bytes the Python agent writes.
 
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::pyjson;
@@ -153,33 +156,50 @@ pub enum EnvelopeError {
 
 /// Unwraps the envelope; a dict without it is a legacy message, used as it is.
 pub fn decode(body: &[u8]) -> Result<Map<String, Value>, EnvelopeError> {
-    let outer: Value =
-        serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
-    let Value::Object(outer) = outer else {
-        return Err(EnvelopeError::NotJson("top level is not an object".into()));
+    match serde_json::from_str(&inner_text(body)?) {
+        Ok(Value::Object(inner)) => Ok(inner),
+        Ok(_) => Err(EnvelopeError::Inner("not an object".into())),
+        Err(e) => Err(EnvelopeError::Inner(e.to_string())),
+    }
+}
+
+/// The outer object: only the two envelope keys are read (a legacy message's
+/// other keys are skipped without being built).
+#[derive(serde::Deserialize)]
+struct Outer {
+    #[serde(rename = "oslo.version")]
+    version: Option<Value>,
+    #[serde(rename = "oslo.message")]
+    message: Option<Value>,
+}
+
+/// The message inside the envelope, as JSON text; a body without the
+/// envelope is its own message.
+fn inner_text(body: &[u8]) -> Result<Cow<'_, str>, EnvelopeError> {
+    let outer: Outer = serde_json::from_slice(body).map_err(|e| {
+        EnvelopeError::NotJson(if e.is_data() {
+            "top level is not an object".into()
+        } else {
+            e.to_string()
+        })
+    })?;
+    let (Some(version), Some(message)) = (outer.version, outer.message) else {
+        let text = std::str::from_utf8(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+        return Ok(Cow::Borrowed(text));
     };
-    match (outer.get("oslo.version"), outer.get("oslo.message")) {
-        (Some(version), Some(message)) => {
-            let version = version.as_str().unwrap_or_default();
-            let mut parts = version.splitn(2, '.');
-            let major = parts.next().unwrap_or_default();
-            let minor: u32 = parts
-                .next()
-                .and_then(|m| m.parse().ok())
-                .unwrap_or(u32::MAX);
-            if major != "2" || minor > 0 {
-                return Err(EnvelopeError::Version(version.to_string()));
-            }
-            let text = message
-                .as_str()
-                .ok_or_else(|| EnvelopeError::Inner("not a string".into()))?;
-            match serde_json::from_str(text) {
-                Ok(Value::Object(inner)) => Ok(inner),
-                Ok(_) => Err(EnvelopeError::Inner("not an object".into())),
-                Err(e) => Err(EnvelopeError::Inner(e.to_string())),
-            }
-        }
-        _ => Ok(outer),
+    let version = version.as_str().unwrap_or_default();
+    let mut parts = version.splitn(2, '.');
+    let major = parts.next().unwrap_or_default();
+    let minor: u32 = parts
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(u32::MAX);
+    if major != "2" || minor > 0 {
+        return Err(EnvelopeError::Version(version.to_string()));
+    }
+    match message {
+        Value::String(text) => Ok(Cow::Owned(text)),
+        _ => Err(EnvelopeError::Inner("not a string".into())),
     }
 }
 
@@ -242,12 +262,14 @@ pub fn parse_request(m: Map<String, Value>) -> Result<Request, EnvelopeError> {
 }
 
 /// A reply to one of our calls.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Reply {
     /// Which call it answers.
     pub msg_id: String,
-    /// The result, or the server's failure.
-    pub outcome: Result<Value, RemoteFailure>,
+    /// The result as JSON text (decoded by the caller into what it
+    /// expects, without a `Value` tree of a large reply in between), or the
+    /// server's failure.
+    pub outcome: Result<Box<RawValue>, RemoteFailure>,
     /// Whether this is the last message for the call.
     pub ending: bool,
 }
@@ -274,44 +296,72 @@ impl RemoteFailure {
     }
 }
 
-/// Reads a reply; a `failure` that does not parse is kept as its text.
-pub fn parse_reply(m: Map<String, Value>) -> Result<Reply, EnvelopeError> {
-    let msg_id = opt_str(&m, "_msg_id")?.ok_or(EnvelopeError::Field {
+/// A reply's keys; `result` stays text.
+#[derive(serde::Deserialize)]
+struct ReplyFields {
+    #[serde(rename = "_msg_id")]
+    msg_id: Option<Value>,
+    failure: Option<Value>,
+    result: Option<Box<RawValue>>,
+    ending: Option<Value>,
+}
+
+/// Reads a reply (enveloped or legacy); a `failure` that does not parse is
+/// kept as its text.
+pub fn decode_reply(body: &[u8]) -> Result<Reply, EnvelopeError> {
+    let fields: ReplyFields = serde_json::from_str(&inner_text(body)?)
+        .map_err(|e| EnvelopeError::Inner(e.to_string()))?;
+    let mut small = Map::new();
+    for (key, value) in [("_msg_id", fields.msg_id), ("failure", fields.failure)] {
+        if let Some(value) = value {
+            small.insert(key.into(), value);
+        }
+    }
+    let msg_id = opt_str(&small, "_msg_id")?.ok_or(EnvelopeError::Field {
         field: "_msg_id",
         message: "missing".into(),
     })?;
-    let ending = m.get("ending").and_then(Value::as_bool).unwrap_or(true);
-    let outcome = match opt_str(&m, "failure")? {
-        None => Ok(m.get("result").cloned().unwrap_or(Value::Null)),
-        Some(text) => {
-            let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            let field = |k: &str| {
-                parsed
-                    .get(k)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            Err(RemoteFailure {
-                class: if parsed.is_object() {
-                    field("class")
-                } else {
-                    "RemoteError".into()
-                },
-                module: field("module"),
-                message: if parsed.is_object() {
-                    field("message")
-                } else {
-                    text.clone()
-                },
-            })
-        }
+    let ending = fields.ending.and_then(|v| v.as_bool()).unwrap_or(true);
+    let outcome = match opt_str(&small, "failure")? {
+        None => Ok(fields.result.unwrap_or_else(null_raw)),
+        Some(text) => Err(remote_failure(text)),
     };
     Ok(Reply {
         msg_id,
         outcome,
         ending,
     })
+}
+
+/// JSON `null` as raw text.
+fn null_raw() -> Box<RawValue> {
+    RawValue::from_string("null".into()).unwrap_or_else(|_| unreachable!("null is JSON"))
+}
+
+/// The exception a `failure` string describes (oslo's serialized
+/// exception: a JSON dict with class, module and message).
+fn remote_failure(text: String) -> RemoteFailure {
+    let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let field = |k: &str| {
+        parsed
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    if parsed.is_object() {
+        RemoteFailure {
+            class: field("class"),
+            module: field("module"),
+            message: field("message"),
+        }
+    } else {
+        RemoteFailure {
+            class: "RemoteError".into(),
+            module: String::new(),
+            message: text,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -323,7 +373,7 @@ mod tests {
     fn reply_failure_is_classified_by_class_name() {
         let failure = r#"{"class": "NetworkNotFound", "module": "neutron_lib.exceptions", "message": "Network x could not be found.", "tb": [], "args": [], "kwargs": {}}"#;
         let body = encode_reply(Value::Null, Some(failure), "m1", "u1");
-        let reply = parse_reply(decode(body.as_bytes()).unwrap()).unwrap();
+        let reply = decode_reply(body.as_bytes()).unwrap();
         let f = reply.outcome.unwrap_err();
         assert_eq!(f.class, "NetworkNotFound");
         assert_eq!(

@@ -5,7 +5,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use leasehold_core::model::{from_value, Id, Network, Port};
+use leasehold_core::model::{from_str, Id, Network, Port};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::session::Rabbit;
@@ -73,7 +74,7 @@ impl RabbitPluginApi {
         method: &'static str,
         version: &str,
         args: Value,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Box<RawValue>, RpcError> {
         let timeout = *self
             .timeouts
             .lock()
@@ -102,23 +103,26 @@ impl RabbitPluginApi {
 
     fn decode<T: serde::de::DeserializeOwned>(
         method: &str,
-        value: Value,
+        reply: &RawValue,
     ) -> Result<Option<T>, RpcError> {
-        if value.is_null() {
+        if reply.get() == "null" {
             return Ok(None);
         }
-        from_value(value).map(Some).map_err(|e| RpcError::BadReply {
-            method: method.into(),
-            error: e.to_string(),
-        })
+        from_str(reply.get())
+            .map(Some)
+            .map_err(|e| RpcError::BadReply {
+                method: method.into(),
+                error: e.to_string(),
+            })
     }
 
-    fn network(method: &str, value: Value) -> Result<Option<Network>, RpcError> {
-        if value.is_null() {
+    /// A network from its JSON text, straight into the model.
+    fn network(method: &str, reply: &RawValue) -> Result<Option<Network>, RpcError> {
+        if reply.get() == "null" {
             return Ok(None);
         }
         let (network, warnings) =
-            Network::from_json_value(value).map_err(|e| RpcError::BadReply {
+            Network::from_json_str(reply.get()).map_err(|e| RpcError::BadReply {
                 method: method.into(),
                 error: e.to_string(),
             })?;
@@ -143,7 +147,11 @@ impl RabbitPluginApi {
             .call(REPORTS_TOPIC, "report_state", args, "1.4", Some(timeout))
             .await;
         self.count("report_state", result.is_err());
-        result
+        let reply = result?;
+        serde_json::from_str(reply.get()).map_err(|e| RpcError::BadReply {
+            method: "report_state".into(),
+            error: e.to_string(),
+        })
     }
 }
 
@@ -158,38 +166,20 @@ impl PluginApi for RabbitPluginApi {
                 json!({"host": self.host, "enable_dhcp_filter": false}),
             )
             .await?;
-        let Value::Array(list) = reply else {
-            return Err(RpcError::BadReply {
-                method: M.into(),
-                error: format!("expected a list, got {reply}"),
-            });
-        };
-        Ok(list
-            .into_iter()
-            .map(|v| {
-                let id = v.get("id").and_then(Value::as_str).map(String::from);
-                Network::from_json_value(v)
-                    .map(|(n, warnings)| {
-                        for w in warnings {
-                            tracing::warn!(network = %n.id, "{w}");
-                        }
-                        n
-                    })
-                    .map_err(|e| (id, e))
-            })
-            .collect())
+        active_networks(M, &reply)
     }
 
     async fn get_network_info(&self, network_id: &Id) -> Result<Option<Network>, RpcError> {
         const M: &str = "get_network_info";
         Self::network(
             M,
-            self.call(
-                M,
-                "1.0",
-                json!({"network_id": network_id, "host": self.host}),
-            )
-            .await?,
+            &self
+                .call(
+                    M,
+                    "1.0",
+                    json!({"network_id": network_id, "host": self.host}),
+                )
+                .await?,
         )
     }
 
@@ -197,7 +187,8 @@ impl PluginApi for RabbitPluginApi {
         const M: &str = "create_dhcp_port";
         Self::decode(
             M,
-            self.call(M, "1.1", json!({"port": port, "host": self.host}))
+            &self
+                .call(M, "1.1", json!({"port": port, "host": self.host}))
                 .await?,
         )
     }
@@ -206,12 +197,13 @@ impl PluginApi for RabbitPluginApi {
         const M: &str = "update_dhcp_port";
         Self::decode(
             M,
-            self.call(
-                M,
-                "1.1",
-                json!({"port_id": port_id, "port": port, "host": self.host}),
-            )
-            .await?,
+            &self
+                .call(
+                    M,
+                    "1.1",
+                    json!({"port_id": port_id, "port": port, "host": self.host}),
+                )
+                .await?,
         )
     }
 
@@ -228,7 +220,7 @@ impl PluginApi for RabbitPluginApi {
 
     async fn get_dhcp_port(&self, port_id: &Id) -> Result<Option<Port>, RpcError> {
         const M: &str = "get_dhcp_port";
-        Self::decode(M, self.call(M, "1.8", json!({"port_id": port_id})).await?)
+        Self::decode(M, &self.call(M, "1.8", json!({"port_id": port_id})).await?)
     }
 
     async fn dhcp_ready_on_ports(&self, port_ids: &[Id]) -> Result<(), RpcError> {
@@ -236,5 +228,83 @@ impl PluginApi for RabbitPluginApi {
         self.call(M, "1.5", json!({"port_ids": port_ids}))
             .await
             .map(drop)
+    }
+}
+
+/// `get_active_networks_info`'s list. Each network is decoded from its own
+/// text: one that does not decode fails alone, and no `Value` tree of every
+/// network (tens of megabytes at a thousand networks, left behind as heap
+/// fragmentation) is built on the way.
+fn active_networks(method: &str, reply: &RawValue) -> Result<Vec<NetworkReply>, RpcError> {
+    let list: Vec<&RawValue> =
+        serde_json::from_str(reply.get()).map_err(|_| RpcError::BadReply {
+            method: method.into(),
+            error: format!("expected a list, got {}", excerpt(reply.get())),
+        })?;
+    Ok(list
+        .into_iter()
+        .map(|raw| {
+            Network::from_json_str(raw.get())
+                .map(|(n, warnings)| {
+                    for w in warnings {
+                        tracing::warn!(network = %n.id, "{w}");
+                    }
+                    n
+                })
+                .map_err(|e| (id_of(raw), e))
+        })
+        .collect())
+}
+
+/// The `id` of a network whose text did not decode, if it has a string one.
+fn id_of(raw: &RawValue) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: Option<Value>,
+    }
+    let only: IdOnly = serde_json::from_str(raw.get()).ok()?;
+    only.id?.as_str().map(String::from)
+}
+
+/// The start of a reply's text, for an error message.
+fn excerpt(text: &str) -> &str {
+    let end = text.char_indices().nth(200).map_or(text.len(), |(i, _)| i);
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.into()).unwrap()
+    }
+
+    #[test]
+    fn a_network_that_does_not_decode_fails_alone_and_keeps_its_id() {
+        let reply = raw(r#"[
+            {"id": "net-1", "subnets": [], "ports": []},
+            {"id": "net-2", "ports": [{"id": "p1", "mac_address": "not-a-mac"}]},
+            {"id": 7, "ports": 1},
+            {"id": "net-4", "ports": null}
+        ]"#);
+        let list = active_networks("get_active_networks_info", &reply).unwrap();
+        assert_eq!(list.len(), 4);
+        assert_eq!(list[0].as_ref().unwrap().id.as_str(), "net-1");
+        let (id, err) = list[1].as_ref().unwrap_err();
+        assert_eq!(id.as_deref(), Some("net-2"));
+        assert!(err.to_string().contains("not-a-mac"), "{err}");
+        assert_eq!(list[2].as_ref().unwrap_err().0, None);
+        assert_eq!(list[3].as_ref().unwrap().id.as_str(), "net-4");
+    }
+
+    #[test]
+    fn a_reply_that_is_not_a_list_is_named() {
+        let err = active_networks("get_active_networks_info", &raw(r#"{"a": 1}"#)).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("get_active_networks_info") && text.contains(r#"{"a": 1}"#),
+            "{text}"
+        );
     }
 }

@@ -17,6 +17,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -144,7 +145,7 @@ impl Rabbit {
         args: Value,
         version: &str,
         timeout: Option<Duration>,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Box<RawValue>, RpcError> {
         let timeout = timeout.unwrap_or(self.settings.rpc_timeout);
         let transport = |message: String| RpcError::Transport {
             method: method.into(),
@@ -494,14 +495,14 @@ enum Kind {
 }
 
 fn deliver_reply(pending: &Pending, body: &[u8]) {
-    let reply = match envelope::decode(body).and_then(envelope::parse_reply) {
+    let reply = match envelope::decode_reply(body) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!("dropping a reply that does not decode: {e}");
             return;
         }
     };
-    if !reply.ending && reply.outcome.as_ref().is_ok_and(Value::is_null) {
+    if !reply.ending && reply.outcome.as_ref().is_ok_and(|r| r.get() == "null") {
         return; // a call-monitor heartbeat
     }
     let waiter = pending

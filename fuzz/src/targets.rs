@@ -35,10 +35,10 @@ fn assert_safe_id(id: &str) {
 /// An AMQP body as the agent's consumer sees it: the oslo envelope, the
 /// request (or reply) inside, and the notification decoded from it.
 pub fn envelope(data: &[u8]) {
+    let _ = envelope::decode_reply(data);
     let Ok(map) = envelope::decode(data) else {
         return;
     };
-    let _ = envelope::parse_reply(map.clone());
     if let Ok(request) = envelope::parse_request(map) {
         if let Ok(event) = notification::decode(&request.method, request.args) {
             if let Some(id) = event.notification.network_id() {

@@ -99,6 +99,14 @@ impl From<lapin::Error> for SessionError {
     }
 }
 
+/// The largest AMQP frame we accept (RabbitMQ offers 128 KiB, as py-amqp
+/// takes). lapin keeps a send and a receive ring of 32 frames each for the
+/// connection's life, 8 MiB at 128 KiB, all of it resident once a large
+/// reply (a thousand networks' `get_active_networks_info`) has passed
+/// through; at 32 KiB they cost 2 MiB. Larger messages are only split into
+/// more frames: the message bytes are the same.
+const FRAME_MAX: u32 = 32 * 1024;
+
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Reply>>>>;
 
 /// A running RabbitMQ transport.
@@ -301,7 +309,7 @@ impl Supervisor {
         uri: &str,
     ) -> Result<(Connection, oneshot::Receiver<String>), SessionError> {
         let s = &self.rabbit.settings;
-        let uri = format!("{uri}?heartbeat={}", s.heartbeat);
+        let uri = format!("{uri}?heartbeat={}&frame_max={FRAME_MAX}", s.heartbeat);
         let name = format!(
             "leasehold-agent:{}:{}",
             std::process::id(),

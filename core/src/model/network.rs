@@ -77,7 +77,12 @@ impl Network {
     pub fn put_port(&mut self, port: Port) {
         match self.ports.iter_mut().find(|p| p.id == port.id) {
             Some(slot) => *slot = port,
-            None => self.ports.push(port),
+            None => {
+                // One more, not twice as many: cached networks live long,
+                // and the DHCP port is usually the only one added this way.
+                self.ports.reserve_exact(1);
+                self.ports.push(port);
+            }
         }
     }
 }

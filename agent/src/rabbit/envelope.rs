@@ -163,27 +163,17 @@ pub fn decode(body: &[u8]) -> Result<Map<String, Value>, EnvelopeError> {
     }
 }
 
-/// The outer object: only the two envelope keys are read (a legacy message's
-/// other keys are skipped without being built).
-#[derive(serde::Deserialize)]
-struct Outer {
-    #[serde(rename = "oslo.version")]
-    version: Option<Value>,
-    #[serde(rename = "oslo.message")]
-    message: Option<Value>,
-}
-
 /// The message inside the envelope, as JSON text; a body without the
 /// envelope is its own message.
 fn inner_text(body: &[u8]) -> Result<Cow<'_, str>, EnvelopeError> {
-    let outer: Outer = serde_json::from_slice(body).map_err(|e| {
-        EnvelopeError::NotJson(if e.is_data() {
-            "top level is not an object".into()
-        } else {
-            e.to_string()
-        })
-    })?;
-    let (Some(version), Some(message)) = (outer.version, outer.message) else {
+    let outer: Value =
+        serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+    let Value::Object(mut outer) = outer else {
+        return Err(EnvelopeError::NotJson("top level is not an object".into()));
+    };
+    let (Some(version), Some(message)) =
+        (outer.remove("oslo.version"), outer.remove("oslo.message"))
+    else {
         let text = std::str::from_utf8(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
         return Ok(Cow::Borrowed(text));
     };
@@ -221,7 +211,12 @@ pub struct Request {
 }
 
 fn opt_str(m: &Map<String, Value>, field: &'static str) -> Result<Option<String>, EnvelopeError> {
-    match m.get(field) {
+    text_field(field, m.get(field))
+}
+
+/// A string field's text; absent and `null` are `None`, anything else an error.
+fn text_field(field: &'static str, value: Option<&Value>) -> Result<Option<String>, EnvelopeError> {
+    match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(other) => Err(EnvelopeError::Field {
@@ -311,18 +306,12 @@ struct ReplyFields {
 pub fn decode_reply(body: &[u8]) -> Result<Reply, EnvelopeError> {
     let fields: ReplyFields = serde_json::from_str(&inner_text(body)?)
         .map_err(|e| EnvelopeError::Inner(e.to_string()))?;
-    let mut small = Map::new();
-    for (key, value) in [("_msg_id", fields.msg_id), ("failure", fields.failure)] {
-        if let Some(value) = value {
-            small.insert(key.into(), value);
-        }
-    }
-    let msg_id = opt_str(&small, "_msg_id")?.ok_or(EnvelopeError::Field {
+    let msg_id = text_field("_msg_id", fields.msg_id.as_ref())?.ok_or(EnvelopeError::Field {
         field: "_msg_id",
         message: "missing".into(),
     })?;
     let ending = fields.ending.and_then(|v| v.as_bool()).unwrap_or(true);
-    let outcome = match opt_str(&small, "failure")? {
+    let outcome = match text_field("failure", fields.failure.as_ref())? {
         None => Ok(fields.result.unwrap_or_else(null_raw)),
         Some(text) => Err(remote_failure(text)),
     };

@@ -359,6 +359,23 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn a_replys_result_is_kept_as_its_text() {
+        let body = encode_reply(json!([{"id": "net-1"}, 2]), None, "m1", "u1");
+        let reply = decode_reply(body.as_bytes()).unwrap();
+        assert_eq!(reply.msg_id, "m1");
+        assert!(reply.ending);
+        assert_eq!(reply.outcome.unwrap().get(), r#"[{"id": "net-1"}, 2]"#);
+        // A legacy reply (no envelope) and a missing _msg_id.
+        let legacy =
+            decode_reply(br#"{"_msg_id": "m2", "result": null, "ending": false}"#).unwrap();
+        assert!(!legacy.ending);
+        assert_eq!(legacy.outcome.unwrap().get(), "null");
+        let err = decode_reply(br#"{"result": 1}"#).unwrap_err();
+        assert!(err.to_string().contains("_msg_id"), "{err}");
+        assert!(decode_reply(b"[1, 2]").is_err());
+    }
+
+    #[test]
     fn reply_failure_is_classified_by_class_name() {
         let failure = r#"{"class": "NetworkNotFound", "module": "neutron_lib.exceptions", "message": "Network x could not be found.", "tb": [], "args": [], "kwargs": {}}"#;
         let body = encode_reply(Value::Null, Some(failure), "m1", "u1");

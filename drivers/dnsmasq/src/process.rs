@@ -376,8 +376,20 @@ pub fn spawn(spec: &ProcessSpec) -> Result<i32, ProcessError> {
     }
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        if let Some(pid) = spec.active_pid() {
-            return Ok(pid);
+        if let Some(pid) = spec.pid() {
+            if spec.is_ours(pid) {
+                return Ok(pid);
+            }
+            // The pid file was removed above, so a whole line in it is the
+            // new daemon's pid. Gone or a zombie already (killed or crashed
+            // right after it started): it did start, and the caller's
+            // monitor reports the death at once instead of this waiting out
+            // START_TIMEOUT.
+            let whole_line =
+                std::fs::read_to_string(&spec.pid_file).is_ok_and(|text| text.ends_with('\n'));
+            if whole_line && matches!(proc_state(pid), None | Some('Z')) {
+                return Ok(pid);
+            }
         }
         if Instant::now() > deadline {
             return Err(fail(format!(

@@ -132,7 +132,11 @@ pub fn become_subreaper() -> io::Result<()> {
 
 /// The pid written in a pid file; `None` when missing or not a positive number.
 pub fn read_pid(path: &Path) -> Option<i32> {
-    let text = std::fs::read_to_string(path).ok()?;
+    parse_pid(&std::fs::read_to_string(path).ok()?)
+}
+
+/// The pid a pid file's text names (surrounding whitespace allowed).
+fn parse_pid(text: &str) -> Option<i32> {
     text.trim().parse().ok().filter(|&pid: &i32| pid > 0)
 }
 
@@ -376,7 +380,8 @@ pub fn spawn(spec: &ProcessSpec) -> Result<i32, ProcessError> {
     }
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        if let Some(pid) = spec.pid() {
+        let text = std::fs::read_to_string(&spec.pid_file).unwrap_or_default();
+        if let Some(pid) = parse_pid(&text) {
             if spec.is_ours(pid) {
                 return Ok(pid);
             }
@@ -385,9 +390,7 @@ pub fn spawn(spec: &ProcessSpec) -> Result<i32, ProcessError> {
             // right after it started): it did start, and the caller's
             // monitor reports the death at once instead of this waiting out
             // START_TIMEOUT.
-            let whole_line =
-                std::fs::read_to_string(&spec.pid_file).is_ok_and(|text| text.ends_with('\n'));
-            if whole_line && matches!(proc_state(pid), None | Some('Z')) {
+            if text.ends_with('\n') && matches!(proc_state(pid), None | Some('Z')) {
                 return Ok(pid);
             }
         }

@@ -14,7 +14,7 @@ use anyhow::Result;
 use crate::agents::{clean, Agent, Kind, Setup};
 use crate::stage::Stage;
 use crate::sync::{
-    agent_rss, create_networks, delete_dhcp_ports, purge_agent_queues, push_memory_rows,
+    agent_rss, create_networks, delete_dhcp_ports, keep_log, purge_agent_queues, push_memory_rows,
     wait_converged, Net, SETTLE,
 };
 use crate::table::{mib, secs, Row, Table};
@@ -41,7 +41,9 @@ fn synced_once(kind: Kind, setup: &Setup<'_>, nets: &[Net], dir: &Path) -> Resul
         let (reboot, _) = wait_converged(&agent, nets, 1, start, timeout)?;
         std::thread::sleep(SETTLE);
         let (rss, rss_total) = agent_rss(&agent);
-        keep_log(&agent, kind);
+        // With LEASEHOLD_AGENT_RUST_LOG=info,leasehold_agent::memory=debug
+        // Leasehold's log has its heap figures after the sync.
+        keep_log(&agent, "memory");
         agent.stop();
         Ok(Figures {
             reboot,
@@ -51,18 +53,6 @@ fn synced_once(kind: Kind, setup: &Setup<'_>, nets: &[Net], dir: &Path) -> Resul
     })();
     clean(dir, &ids, &setup.bridge);
     result
-}
-
-/// With `LEASEHOLD_BENCH_KEEP_LOGS=<dir>`, keeps the agent's log of the
-/// sync (with `LEASEHOLD_AGENT_RUST_LOG=info,leasehold_agent::memory=debug`
-/// Leasehold's log has its heap figures after the sync).
-fn keep_log(agent: &Agent, kind: Kind) {
-    if let Some(to) = std::env::var_os("LEASEHOLD_BENCH_KEEP_LOGS") {
-        let to = Path::new(&to).join(format!("{}-memory.log", kind.name()));
-        if let Err(e) = std::fs::write(&to, agent.own_log()) {
-            eprintln!("  could not keep the log in {}: {e}", to.display());
-        }
-    }
 }
 
 /// Adds the memory rows (and the reboot sync's time) for `n` networks.

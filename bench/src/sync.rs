@@ -273,12 +273,7 @@ fn measure(kind: Kind, setup: &Setup<'_>, nets: &[Net], work: &Path) -> Result<F
         );
         // For a look at where a reboot sync's time goes (per-network log
         // lines with timestamps), outside the timed part.
-        if let Some(to) = std::env::var_os("LEASEHOLD_BENCH_KEEP_LOGS") {
-            let to = Path::new(&to).join(format!("{}-reboot.log", kind.name()));
-            if let Err(e) = std::fs::write(&to, agent.own_log()) {
-                eprintln!("  could not keep the log in {}: {e}", to.display());
-            }
-        }
+        keep_log(&agent, "reboot");
         drop(agent);
         Ok(Figures {
             sync,
@@ -295,6 +290,17 @@ fn measure(kind: Kind, setup: &Setup<'_>, nets: &[Net], work: &Path) -> Result<F
     })();
     clean(&dir, &ids, &setup.bridge);
     result
+}
+
+/// With `LEASEHOLD_BENCH_KEEP_LOGS=<dir>`, keeps the agent's log as
+/// `<dir>/<agent>-<what>.log`.
+pub fn keep_log(agent: &Agent, what: &str) {
+    if let Some(to) = std::env::var_os("LEASEHOLD_BENCH_KEEP_LOGS") {
+        let to = Path::new(&to).join(format!("{}-{what}.log", agent.kind.name()));
+        if let Err(e) = std::fs::write(&to, agent.own_log()) {
+            eprintln!("  could not keep the log in {}: {e}", to.display());
+        }
+    }
 }
 
 /// Drops every connection of the vhost (the agent's and the server's: a
